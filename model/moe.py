@@ -1,0 +1,161 @@
+"""DeepSeekMoE: sigmoid router with a selection-only bias, group-limited top-k, shared experts,
+and routed experts dispatched by sorting tokens by expert (spec §3).
+
+Shapes: N tokens (B*T flattened), D hidden, E routed experts, K experts per token,
+F = moe_intermediate_size, G = n_group.
+
+Dispatch: the N*K (token, expert) pairs are sorted by expert so each expert's tokens are one
+contiguous block; the expert SwiGLU is then two grouped GEMMs (`torch._grouped_mm` with
+cumulative offsets, as in torchtitan) or, where that kernel is missing, two batched GEMMs over a
+padded (E, capacity, D) buffer. Neither loops over experts in Python.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.config import ModelConfig
+from model.layers import SwiGLU
+
+
+class Router(nn.Module):
+    """The gate. Keeps per-expert token counts for the auxiliary-loss-free bias update."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.num_experts, self.top_k = config.n_routed_experts, config.num_experts_per_tok
+        self.num_groups, self.top_groups = config.n_group or 1, config.topk_group or 1
+        self.scaling, self.normalize = config.routed_scaling_factor, config.norm_topk_prob
+        self.seq_aux_alpha = config.seq_aux_loss_alpha
+        self.weight = nn.Parameter(torch.empty(self.num_experts, config.hidden_size))
+        # Selection-only bias, fp32 always (official checkpoints store it fp32; spec §3.3).
+        self.register_buffer("e_score_correction_bias", torch.zeros(self.num_experts))
+        # Loads accumulated over the micro-batches of one optimizer step (not saved in weights).
+        self.register_buffer("load_counts", torch.zeros(self.num_experts), persistent=False)
+        self.balance_loss = None
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        for name in ("e_score_correction_bias", "load_counts"):
+            self._buffers[name] = self._buffers[name].float()
+        return self
+
+    def forward(self, x_ND: torch.Tensor, batch_size: int = 1):
+        """Return (weights (N, K) fp32, expert ids (N, K)). Steps follow spec §3.2."""
+        logits = F.linear(x_ND.float(), self.weight.float())
+        scores = logits.sigmoid()
+        choice = scores.detach() + self.e_score_correction_bias  # bias steers selection only
+        if self.num_groups > 1:
+            grouped = choice.view(-1, self.num_groups, self.num_experts // self.num_groups)
+            group_scores = grouped.topk(2, dim=-1).values.sum(dim=-1)
+            keep = group_scores.topk(self.top_groups, dim=-1).indices
+            group_mask = torch.zeros_like(group_scores, dtype=torch.bool).scatter_(1, keep, True)
+            choice = grouped.masked_fill(~group_mask[..., None], float("-inf")).flatten(1)
+        idx_NK = choice.topk(self.top_k, dim=-1).indices
+        weights_NK = scores.gather(1, idx_NK)
+        if self.normalize:
+            weights_NK = weights_NK / (weights_NK.sum(dim=-1, keepdim=True) + 1e-20)
+        weights_NK = weights_NK * self.scaling
+        if self.training:
+            with torch.no_grad():
+                self.load_counts += torch.bincount(idx_NK.flatten(), minlength=self.num_experts)
+            self.balance_loss = self._sequence_balance_loss(scores, idx_NK, batch_size)
+        return weights_NK, idx_NK
+
+    def _sequence_balance_loss(self, scores_NE, idx_NK, batch_size):
+        """alpha * sum_i f_i * P_i per sequence, averaged over sequences (spec §3.4, eqs 17-20).
+
+        f_i uses the actual (bias-influenced) selection; gradient flows through P_i only.
+        """
+        if self.seq_aux_alpha <= 0:
+            return None
+        E, K = self.num_experts, self.top_k
+        T = scores_NE.shape[0] // batch_size
+        picked = torch.zeros_like(scores_NE).scatter_(1, idx_NK, 1.0).view(batch_size, T, E)
+        f_BE = picked.sum(dim=1) * (E / (K * T))
+        probs = scores_NE / scores_NE.sum(dim=-1, keepdim=True)
+        P_BE = probs.view(batch_size, T, E).mean(dim=1)
+        return self.seq_aux_alpha * (f_BE * P_BE).sum(dim=-1).mean()
+
+
+@functools.cache
+def _grouped_mm_supported(device_type: str, dtype: torch.dtype) -> bool:
+    if not hasattr(torch, "_grouped_mm"):
+        return False
+    if device_type == "cpu":
+        return dtype in (torch.float32, torch.bfloat16, torch.float16)
+    if device_type == "cuda":  # bf16 grouped GEMM kernels need SM80+ (spec §8)
+        return dtype == torch.bfloat16 and torch.cuda.get_device_capability() >= (8, 0)
+    return False
+
+
+class RoutedExperts(nn.Module):
+    """E SwiGLU experts stored stacked: gate_up_proj (E, 2F, D) [gate rows, then up rows],
+    down_proj (E, D, F); the same in-memory layout as transformers v5."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        E, D, F_ = config.n_routed_experts, config.hidden_size, config.moe_intermediate_size
+        self.num_experts, self.inter = E, F_
+        self.gate_up_proj = nn.Parameter(torch.empty(E, 2 * F_, D))
+        self.down_proj = nn.Parameter(torch.empty(E, D, F_))
+        self.use_grouped_mm = config.grouped_mm
+
+    def forward(self, x_ND, weights_NK, idx_NK):
+        N, D = x_ND.shape
+        K = idx_NK.shape[1]
+        flat_expert = idx_NK.flatten()
+        order = flat_expert.argsort(stable=True)
+        token_of = order // K
+        counts_E = torch.bincount(flat_expert, minlength=self.num_experts)
+        x_sorted = x_ND[token_of]
+        # grouped_mm needs 16-byte aligned strides (spec §8): D and F multiples of 8 elements.
+        aligned = D % 8 == 0 and self.inter % 8 == 0
+        if self.use_grouped_mm and aligned and _grouped_mm_supported(x_ND.device.type, x_ND.dtype):
+            y_sorted = self._grouped(x_sorted, counts_E)
+        else:
+            y_sorted = self._padded_bmm(x_sorted, counts_E, flat_expert[order])
+        y_sorted = (y_sorted.float() * weights_NK.flatten()[order, None]).to(x_ND.dtype)
+        return torch.zeros_like(x_ND).index_add_(0, token_of, y_sorted)
+
+    def _grouped(self, x_sorted, counts_E):
+        offsets = counts_E.cumsum(0).to(torch.int32)
+        h = torch._grouped_mm(x_sorted, self.gate_up_proj.transpose(-2, -1), offs=offsets)
+        gate, up = h.split(self.inter, dim=-1)
+        return torch._grouped_mm((F.silu(gate) * up).contiguous(),
+                                 self.down_proj.transpose(-2, -1), offs=offsets)
+
+    def _padded_bmm(self, x_sorted, counts_E, expert_sorted):
+        starts = counts_E.cumsum(0) - counts_E
+        slot = torch.arange(x_sorted.shape[0], device=x_sorted.device) - starts[expert_sorted]
+        capacity = int(counts_E.max()) if x_sorted.shape[0] else 0
+        buf = x_sorted.new_zeros(self.num_experts, capacity, x_sorted.shape[1])
+        buf[expert_sorted, slot] = x_sorted
+        h = torch.bmm(buf, self.gate_up_proj.transpose(-2, -1))
+        gate, up = h.split(self.inter, dim=-1)
+        y = torch.bmm(F.silu(gate) * up, self.down_proj.transpose(-2, -1))
+        return y[expert_sorted, slot]
+
+
+class MoE(nn.Module):
+    """Shared experts (weight 1, every token) plus the routed experts."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.gate = Router(config)
+        self.experts = RoutedExperts(config)
+        shared = config.n_shared_experts * config.moe_intermediate_size
+        self.shared_experts = SwiGLU(config.hidden_size, shared) if shared else None
+
+    def forward(self, x_BTD: torch.Tensor) -> torch.Tensor:
+        B, T, D = x_BTD.shape
+        x_ND = x_BTD.reshape(-1, D)
+        weights, idx = self.gate(x_ND, batch_size=B)
+        out = self.experts(x_ND, weights, idx)
+        if self.shared_experts is not None:
+            out = out + self.shared_experts(x_ND)
+        return out.view(B, T, D)

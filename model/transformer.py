@@ -1,0 +1,295 @@
+"""The DeepSeek-V3 network as a transformers PreTrainedModel (spec §2-4, §7).
+
+Module names equal HF's parameter names, so the state dict is the official layout except for the
+routed experts (stacked in memory, per-expert on disk; see model/checkpoint.py). MTP modules live
+in the same `model.layers` list at indices >= num_hidden_layers, as in the official checkpoints.
+
+Packed sequences: pass `position_ids` that restart at 0 for each document; attention is then
+confined to each document and no loss (main or MTP) is taken across a document boundary.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import DeepseekV3ForCausalLM, GenerationMixin, PreTrainedModel
+from transformers.modeling_outputs import ModelOutput
+
+from model.attention import MLA
+from model.checkpoint import load_checkpoint, save_checkpoint
+from model.config import ModelConfig, warn_ignored
+from model.layers import RMSNorm, SwiGLU
+from model.moe import MoE, RoutedExperts, Router
+from model.rope import RotaryEmbedding
+
+IGNORE_INDEX = -100
+# transformers renamed `past_key_values` to `cache` in model outputs and forward kwargs.
+_CACHE_FIELD = ("cache" if "cache" in inspect.signature(
+    DeepseekV3ForCausalLM.forward).parameters else "past_key_values")
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: ModelConfig, layer_idx: int):
+        super().__init__()
+        self.self_attn = MLA(config, layer_idx)
+        if layer_idx >= (config.first_k_dense_replace or 0):
+            self.mlp = MoE(config)
+        else:
+            self.mlp = SwiGLU(config.hidden_size, config.intermediate_size)
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+    def forward(self, x, cos, sin, mask=None, hf_cache=None, absorbed=None):
+        h = self.input_layernorm(x)
+        if absorbed is not None:  # (cache, positions, key_mask) from the engine
+            x = x + self.self_attn.forward_absorbed(h, cos, sin, *absorbed)
+        else:
+            x = x + self.self_attn(h, cos, sin, mask, hf_cache)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class SharedHead(nn.Module):
+    """Holds the MTP module's own final norm; the output head itself is the shared lm_head."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+
+class MTPLayer(DecoderLayer):
+    """One MTP depth (spec §4.1): x = block(eh_proj([enorm(emb(t_{i+k})) ; hnorm(h_i)]))."""
+
+    def __init__(self, config: ModelConfig, layer_idx: int):
+        super().__init__(config, layer_idx)
+        self.enorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.hnorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        # Concat order [embedding ; hidden] as in every released implementation (spec §4.1).
+        self.eh_proj = nn.Linear(2 * config.hidden_size, config.hidden_size, bias=False)
+        self.shared_head = SharedHead(config)
+
+    def combine(self, emb_BTD, hidden_BTD):
+        return self.eh_proj(torch.cat((self.enorm(emb_BTD), self.hnorm(hidden_BTD)), dim=-1))
+
+
+class Backbone(nn.Module):
+    """HF's `model.*` prefix: embeddings, decoder layers (+ MTP layers), final norm."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        n = config.num_hidden_layers
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        layers = [DecoderLayer(config, i) for i in range(n)]
+        layers += [MTPLayer(config, n + k) for k in range(config.num_mtp_modules)]
+        self.layers = nn.ModuleList(layers)
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.rotary_emb = RotaryEmbedding(config)
+
+
+@dataclass
+class TransformerOutput(ModelOutput):
+    """logits (B, T, V); loss = main CE + MTP loss + balance loss (each also reported alone);
+    hidden_states = last decoder layer output before the final norm (the MTP input h^0)."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    past_key_values: object | None = None  # transformers < 5.2x name
+    cache: object | None = None  # newer transformers name (past_key_values is deprecated)
+    lm_loss: torch.Tensor | None = None
+    mtp_loss: torch.Tensor | None = None
+    balance_loss: torch.Tensor | None = None
+    hidden_states: torch.Tensor | None = None
+
+
+def document_ids(position_ids_BT: torch.Tensor) -> torch.Tensor:
+    """A new document starts wherever the position does not continue the previous one."""
+    starts = torch.ones_like(position_ids_BT, dtype=torch.bool)
+    starts[:, 1:] = position_ids_BT[:, 1:] != position_ids_BT[:, :-1] + 1
+    return starts.long().cumsum(dim=1)
+
+
+def build_mask(T, S, device, doc_BT=None, padding_BS=None, past=0):
+    """Bool (B|1, 1, T, S) mask, True = attend. Query i sits at key index past+i.
+
+    Each query may always see itself, so fully padded rows never produce NaN.
+    """
+    q_idx = torch.arange(T, device=device)[:, None] + past
+    k_idx = torch.arange(S, device=device)[None, :]
+    mask = (k_idx <= q_idx)[None]
+    if doc_BT is not None:
+        mask = mask & (doc_BT[:, :, None] == doc_BT[:, None, :])
+    if padding_BS is not None:
+        mask = mask & padding_BS[:, None, :].bool()
+    mask = mask | (k_idx == q_idx)[None]
+    return mask[:, None]
+
+
+class Transformer(PreTrainedModel, GenerationMixin):
+    config_class = ModelConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = False
+    _supports_sdpa = True
+    _no_split_modules = ["DecoderLayer", "MTPLayer"]
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        self.model = Backbone(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    # -- checkpoints (HF layout; model/checkpoint.py) ------------------------------------
+    def save_pretrained(self, save_directory, **kwargs):
+        """Write an HF-layout checkpoint (per-expert keys, MTP as extra decoder layers)."""
+        for key in kwargs:
+            if key not in ("safe_serialization", "is_main_process", "state_dict", "max_shard_size"):
+                warn_ignored(f"save_pretrained({key}=...)", "our checkpoints are always safetensors")
+        if kwargs.get("is_main_process", True):
+            save_checkpoint(self, save_directory)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, dtype=None, torch_dtype=None,
+                        device=None, device_map=None, **kwargs):
+        """Load from a local checkpoint directory (no hub access), validating every tensor."""
+        path = Path(pretrained_model_name_or_path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"model path {path} does not exist or is not a directory "
+                                    "(only local checkpoint directories are supported)")
+        dtype = dtype or torch_dtype
+        if isinstance(dtype, str):
+            dtype = None if dtype == "auto" else getattr(torch, dtype)
+        device = device or (device_map if isinstance(device_map, (str, torch.device)) else None)
+        return load_checkpoint(cls, path, dtype=dtype, device=device)
+
+    # -- HF plumbing -------------------------------------------------------------------
+    def get_input_embeddings(self):
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.model.embed_tokens = value
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            module.weight.normal_(0.0, std)
+        elif isinstance(module, RMSNorm):
+            module.weight.fill_(1.0)
+        elif isinstance(module, Router):
+            module.weight.normal_(0.0, std)
+            module.e_score_correction_bias.zero_()
+        elif isinstance(module, RoutedExperts):
+            module.gate_up_proj.normal_(0.0, std)
+            module.down_proj.normal_(0.0, std)
+
+    def _routers(self):
+        return [m for m in self.modules() if isinstance(m, Router)]
+
+    @property
+    def main_layers(self):
+        return self.model.layers[: self.config.num_hidden_layers]
+
+    @property
+    def mtp_layers(self):
+        return self.model.layers[self.config.num_hidden_layers:]
+
+    # -- forward -----------------------------------------------------------------------
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, labels=None,
+                past_key_values=None, use_cache=None, logits_to_keep=0, inputs_embeds=None,
+                return_dict=True, **kwargs):
+        """HF-style causal LM forward. `labels` are unshifted (HF convention, -100 ignored);
+        with labels and MTP modules the MTP loss is computed and added with its weight."""
+        hf_cache = past_key_values if past_key_values is not None else kwargs.get("cache")
+        for router in self._routers():
+            router.balance_loss = None
+        if use_cache and hf_cache is None:
+            from transformers import DynamicCache
+            hf_cache = DynamicCache(config=self.config)
+        h = self.model.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        B, T, _ = h.shape
+        if input_ids is not None and T > self.config.max_position_embeddings:
+            raise ValueError(f"input length {T} exceeds max_position_embeddings="
+                             f"{self.config.max_position_embeddings}")
+        past = hf_cache.get_seq_length() if hf_cache is not None else 0
+        doc = None
+        if position_ids is None:
+            position_ids = torch.arange(past, past + T, device=h.device)[None].expand(B, -1)
+        elif T > 1 and not past:
+            doc = document_ids(position_ids)
+        mask = None
+        if doc is not None or attention_mask is not None or past:
+            mask = build_mask(T, past + T, h.device, doc, attention_mask, past)
+        cos, sin = self.model.rotary_emb(position_ids)
+        for layer in self.main_layers:
+            h = layer(h, cos, sin, mask, hf_cache)
+        hidden = h
+        logits = self.lm_head(self._last(self.model.norm(h), logits_to_keep))
+        out = TransformerOutput(logits=logits, hidden_states=hidden, **{_CACHE_FIELD: hf_cache})
+        if labels is not None:
+            self._add_losses(out, input_ids, labels, hidden, cos, sin, mask, doc)
+        return out if return_dict else out.to_tuple()
+
+    @staticmethod
+    def _last(h, logits_to_keep):
+        return h[:, -logits_to_keep:] if isinstance(logits_to_keep, int) and logits_to_keep else h
+
+    def _add_losses(self, out, input_ids, labels, hidden, cos, sin, mask, doc):
+        out.lm_loss = shifted_cross_entropy(out.logits, labels, 1, doc)
+        loss = out.lm_loss
+        if len(self.mtp_layers) and self.config.mtp_loss_weight > 0:
+            out.mtp_loss = self.mtp_loss(input_ids, labels, hidden, cos, sin, mask, doc)
+            loss = loss + self.config.mtp_loss_weight * out.mtp_loss
+        balance = [r.balance_loss for r in self._routers() if r.balance_loss is not None]
+        if balance:
+            out.balance_loss = torch.stack(balance).sum()
+            loss = loss + out.balance_loss
+        out.loss = loss
+
+    def mtp_loss(self, input_ids, labels, hidden, cos, sin, mask, doc):
+        """(1/D) * sum_k CE_k, where depth k at position i predicts labels[i + k + 1] (spec §4.2)."""
+        losses = []
+        h = hidden
+        for k, layer in enumerate(self.mtp_layers, start=1):
+            shifted = torch.zeros_like(input_ids)  # token t_{i+k}; the tail has none (masked)
+            shifted[:, :-k] = input_ids[:, k:]
+            h = layer(layer.combine(self.model.embed_tokens(shifted), h), cos, sin, mask)
+            logits = self.lm_head(layer.shared_head.norm(h))
+            losses.append(shifted_cross_entropy(logits, labels, k + 1, doc))
+        return torch.stack(losses).mean()
+
+    # -- generation (HF GenerationMixin) -------------------------------------------------
+    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None,
+                                      **kwargs):
+        past = past_key_values.get_seq_length() if past_key_values is not None else 0
+        return {"input_ids": input_ids[:, past:], "past_key_values": past_key_values,
+                "attention_mask": attention_mask, "use_cache": kwargs.get("use_cache", True),
+                "position_ids": _positions_from_mask(attention_mask, past, input_ids)}
+
+
+def _positions_from_mask(attention_mask, past, input_ids):
+    """Positions for left-padded batches: count of real tokens before each slot."""
+    if attention_mask is None:
+        return None
+    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    return positions[:, past:input_ids.shape[1]]
+
+
+def shifted_cross_entropy(logits_BTV, labels_BT, shift, doc_BT=None):
+    """Mean CE of logits[:, i] against labels[:, i + shift]; positions whose target lies in
+    another document (packed sequences) or beyond the window are ignored."""
+    T = labels_BT.shape[1]
+    if shift >= T:
+        return logits_BTV.sum() * 0.0
+    targets = labels_BT[:, shift:].clone()
+    if doc_BT is not None:
+        targets[doc_BT[:, shift:] != doc_BT[:, :-shift]] = IGNORE_INDEX
+    pred = logits_BTV[:, : T - shift]
+    return F.cross_entropy(pred.float().reshape(-1, pred.shape[-1]), targets.reshape(-1),
+                           ignore_index=IGNORE_INDEX)
