@@ -77,8 +77,12 @@ class MLA(nn.Module):
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, *, dim)
         if mask is None and S != T:
             raise ValueError("MLA: a cache with past positions needs an explicit mask")
+        pad = q.shape[-1] - self.v_dim
+        if q.is_cuda and mask is None and pad > 0:
+            # Flash kernels need equal q/k/v head dims: pad v with zeros, slice after (spec §2.4).
+            v = F.pad(v, (0, pad))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
-                                             scale=self.scale)
+                                             scale=self.scale)[..., : self.v_dim]
         return self.o_proj(out.transpose(1, 2).reshape(B, T, self.num_heads * self.v_dim))
 
     def forward_absorbed(self, x_BTD, cos, sin, cache, positions_BT, key_mask_BTS):

@@ -9,6 +9,7 @@ Spec references: ../shared/docs/deepseek-v3-spec.md sections 1-4 ("spec §N" bel
 
 from __future__ import annotations
 
+import difflib
 import warnings
 from typing import Any
 
@@ -33,7 +34,8 @@ class ModelConfig(DeepseekV3Config):
         bias_update_speed: gamma of the auxiliary-loss-free bias update, spec §3.3.
         seq_aux_loss_alpha: alpha of the sequence-wise balance loss, spec §3.4 (report: 1e-4).
         fp8: placeholder switch for FP8 fine-grained training (a later issue); must stay False.
-        grouped_mm: use torch._grouped_mm for the routed experts where the device supports it.
+        moe_kernel: routed-expert GEMMs: "auto" (torch._grouped_mm on CUDA, padded bmm on CPU),
+            "grouped_mm" (wherever torch supports it) or "bmm".
     """
 
     vocab_size: int = 512
@@ -66,7 +68,7 @@ class ModelConfig(DeepseekV3Config):
     bias_update_speed: float = 1e-3
     seq_aux_loss_alpha: float = 1e-4
     fp8: bool = False
-    grouped_mm: bool = True
+    moe_kernel: str = "auto"
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -91,7 +93,7 @@ class ModelConfig(DeepseekV3Config):
                     "v_head_dim", "max_position_embeddings"]
         for key in positive:
             value = getattr(self, key)
-            if value is None or value <= 0:
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"model config: {key} must be a positive integer, got {value!r}")
         if self.qk_rope_head_dim % 2:
             raise ValueError(f"model config: qk_rope_head_dim must be even (RoPE rotates pairs), "
@@ -114,6 +116,9 @@ class ModelConfig(DeepseekV3Config):
         if self.fp8:
             raise ValueError("model config: fp8=True is not implemented yet (FP8 training is a "
                              "separate issue); set fp8: false")
+        if self.moe_kernel not in ("auto", "grouped_mm", "bmm"):
+            raise ValueError(f"model config: moe_kernel must be auto, grouped_mm or bmm, "
+                             f"got {self.moe_kernel!r}")
         rope = self.rope_settings
         if rope["rope_type"] not in ("default", "yarn"):
             raise ValueError(f"model config: rope type {rope['rope_type']!r} is not supported "
@@ -157,9 +162,14 @@ class ModelConfig(DeepseekV3Config):
         if not isinstance(values, dict):
             raise ValueError(f"{where}: expected a mapping of model config fields")
         known = set(cls.__dataclass_fields__) | {"rope_scaling", "num_nextn_predict_layers"}
+        derived = {"_name_or_path", "head_dim", "qk_head_dim", "output_attentions",
+                   "transformers_version", "architectures", "model_type"}  # written by to_dict()
+        values = {k: v for k, v in values.items() if k not in derived}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"{where}: unknown model config key(s) {unknown}")
+            close = difflib.get_close_matches(unknown[0], known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{where}: unknown model config key(s) {unknown}{hint}")
         try:
             return cls(**values)
         except Exception as exc:  # strict-dataclass type errors and our ValueErrors

@@ -6,8 +6,9 @@ F = moe_intermediate_size, G = n_group.
 
 Dispatch: the N*K (token, expert) pairs are sorted by expert so each expert's tokens are one
 contiguous block; the expert SwiGLU is then two grouped GEMMs (`torch._grouped_mm` with
-cumulative offsets, as in torchtitan) or, where that kernel is missing, two batched GEMMs over a
-padded (E, capacity, D) buffer. Neither loops over experts in Python.
+cumulative offsets, as in torchtitan; the default on CUDA) or two batched GEMMs over a padded
+(E, capacity, D) buffer (the default on CPU, where it is the faster kernel). Neither loops over
+experts in Python.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class Router(nn.Module):
 
 
 @functools.cache
-def _grouped_mm_supported(device_type: str, dtype: torch.dtype) -> bool:
+def grouped_mm_supported(device_type: str, dtype: torch.dtype) -> bool:
     if not hasattr(torch, "_grouped_mm"):
         return False
     if device_type == "cpu":
@@ -91,6 +92,17 @@ def _grouped_mm_supported(device_type: str, dtype: torch.dtype) -> bool:
     if device_type == "cuda":  # bf16 grouped GEMM kernels need SM80+ (spec §8)
         return dtype == torch.bfloat16 and torch.cuda.get_device_capability() >= (8, 0)
     return False
+
+
+def choose_kernel(requested: str, device_type: str, dtype: torch.dtype, aligned: bool) -> str:
+    """"auto" = grouped_mm on CUDA, padded bmm elsewhere: on the CPU build of torch 2.13
+    `_grouped_mm` runs ~6x slower than one bmm of the same FLOPs (docs/LOG.md)."""
+    usable = aligned and grouped_mm_supported(device_type, dtype)
+    if requested == "grouped_mm":
+        return "grouped_mm" if usable else "bmm"
+    if requested == "auto":
+        return "grouped_mm" if usable and device_type == "cuda" else "bmm"
+    return "bmm"
 
 
 class RoutedExperts(nn.Module):
@@ -103,24 +115,26 @@ class RoutedExperts(nn.Module):
         self.num_experts, self.inter = E, F_
         self.gate_up_proj = nn.Parameter(torch.empty(E, 2 * F_, D))
         self.down_proj = nn.Parameter(torch.empty(E, D, F_))
-        self.use_grouped_mm = config.grouped_mm
+        self.kernel = config.moe_kernel  # "auto" | "grouped_mm" | "bmm"
 
     def forward(self, x_ND, weights_NK, idx_NK):
         N, D = x_ND.shape
         K = idx_NK.shape[1]
         flat_expert = idx_NK.flatten()
         order = flat_expert.argsort(stable=True)
-        token_of = order // K
+        token_of = order // K  # token of each (token, expert) pair, sorted by expert
         counts_E = torch.bincount(flat_expert, minlength=self.num_experts)
-        x_sorted = x_ND[token_of]
+        weight_of = weights_NK.flatten()[order]
         # grouped_mm needs 16-byte aligned strides (spec §8): D and F multiples of 8 elements.
         aligned = D % 8 == 0 and self.inter % 8 == 0
-        if self.use_grouped_mm and aligned and _grouped_mm_supported(x_ND.device.type, x_ND.dtype):
-            y_sorted = self._grouped(x_sorted, counts_E)
+        if choose_kernel(self.kernel, x_ND.device.type, x_ND.dtype, aligned) == "grouped_mm":
+            # index_select, not x[idx]: its backward is a plain index_add, not a sorting index_put.
+            y = self._grouped(x_ND.index_select(0, token_of), counts_E)
         else:
-            y_sorted = self._padded_bmm(x_sorted, counts_E, flat_expert[order])
-        y_sorted = (y_sorted.float() * weights_NK.flatten()[order, None]).to(x_ND.dtype)
-        return torch.zeros_like(x_ND).index_add_(0, token_of, y_sorted)
+            token_of, weight_of, y = self._padded_bmm(x_ND, token_of, weight_of, counts_E,
+                                                      flat_expert[order])
+        y = (y.float() * weight_of[:, None]).to(x_ND.dtype)
+        return torch.zeros_like(x_ND).index_add(0, token_of, y)
 
     def _grouped(self, x_sorted, counts_E):
         offsets = counts_E.cumsum(0).to(torch.int32)
@@ -129,16 +143,23 @@ class RoutedExperts(nn.Module):
         return torch._grouped_mm((F.silu(gate) * up).contiguous(),
                                  self.down_proj.transpose(-2, -1), offs=offsets)
 
-    def _padded_bmm(self, x_sorted, counts_E, expert_sorted):
+    def _padded_bmm(self, x_ND, token_of, weight_of, counts_E, expert_sorted):
+        """Scatter the pairs into an (E, capacity) grid and run two bmms. Empty slots read token 0
+        and get routing weight 0, so they add exact zeros to the output and to the gradients."""
+        E = self.num_experts
+        capacity = int(counts_E.max()) if token_of.numel() else 0
         starts = counts_E.cumsum(0) - counts_E
-        slot = torch.arange(x_sorted.shape[0], device=x_sorted.device) - starts[expert_sorted]
-        capacity = int(counts_E.max()) if x_sorted.shape[0] else 0
-        buf = x_sorted.new_zeros(self.num_experts, capacity, x_sorted.shape[1])
-        buf[expert_sorted, slot] = x_sorted
-        h = torch.bmm(buf, self.gate_up_proj.transpose(-2, -1))
+        slot = torch.arange(token_of.numel(), device=x_ND.device) - starts[expert_sorted]
+        dest = expert_sorted * capacity + slot
+        grid_token = torch.zeros(E * capacity, dtype=token_of.dtype, device=x_ND.device)
+        grid_weight = torch.zeros(E * capacity, dtype=weight_of.dtype, device=x_ND.device)
+        grid_token[dest] = token_of
+        grid_weight = grid_weight.index_put((dest,), weight_of)
+        grid = x_ND.index_select(0, grid_token).view(E, capacity, -1)
+        h = torch.bmm(grid, self.gate_up_proj.transpose(-2, -1))
         gate, up = h.split(self.inter, dim=-1)
         y = torch.bmm(F.silu(gate) * up, self.down_proj.transpose(-2, -1))
-        return y[expert_sorted, slot]
+        return grid_token, grid_weight, y.view(E * capacity, -1)
 
 
 class MoE(nn.Module):

@@ -1,0 +1,182 @@
+"""One prepared GPU check for the model issue (<= 5 minutes on an H200):
+
+1. training step (fwd + bwd + AdamW) tokens/s, MFU and peak memory in bf16 for the ~0.7B MoE of
+   recipes/model/moe_0p7b.yaml, ours vs transformers' DeepseekV3ForCausalLM (same config,
+   batch, data), interleaved in one run;
+2. the share of CUDA time spent in grouped GEMMs (torch profiler, one step);
+3. decode tokens/s of our engine at batch 1 / 16 / 64 (and transformers' generate at 1 / 16).
+
+    python benchmarks/h200_model.py [--steps 10] [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import time
+
+import torch
+import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import emit  # noqa: E402
+
+from model import ModelConfig, Transformer  # noqa: E402
+from model.accounting import account  # noqa: E402
+
+PEAK_BF16 = {"H200": 989e12, "H100": 989e12}  # dense bf16 FLOP/s, NVIDIA datasheets
+
+
+def peak_flops() -> float:
+    name = torch.cuda.get_device_name()
+    return next((v for k, v in PEAK_BF16.items() if k in name), 989e12)
+
+
+def load_config(path: str) -> ModelConfig:
+    return ModelConfig(**yaml.safe_load(open(path))["model"])
+
+
+def train_rate(model, batch, seq, steps, warmup=3, labels_kw=True):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=True)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    data = torch.randint(0, model.config.vocab_size, (steps + warmup, batch, seq), device="cuda",
+                         generator=gen)
+    torch.cuda.reset_peak_memory_stats()
+    losses = []
+    for i in range(steps + warmup):
+        if i == warmup:
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = model(input_ids=data[i], labels=data[i])
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(out.loss.detach())
+    torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    return {"tokens_per_s": batch * seq * steps / elapsed,
+            "step_ms": elapsed / steps * 1e3,
+            "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30,
+            "loss_first": losses[0].item(), "loss_last": losses[-1].item()}
+
+
+def grouped_share(model, batch, seq):
+    from torch.profiler import ProfilerActivity, profile
+    ids = torch.randint(0, model.config.vocab_size, (batch, seq), device="cuda")
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            model(input_ids=ids, labels=ids).loss.backward()
+        torch.cuda.synchronize()
+    total = grouped = 0.0
+    for evt in prof.key_averages():
+        t = getattr(evt, "self_device_time_total", 0) or getattr(evt, "self_cuda_time_total", 0)
+        total += t
+        if "grouped" in evt.key.lower() or "grouped_mm" in evt.key:
+            grouped += t
+    model.zero_grad(set_to_none=True)
+    return grouped / max(total, 1e-9)
+
+
+def decode_rates(model, batches, prompt_len=128, new_tokens=128):
+    from model.engine import Engine
+    engine = Engine(model)
+    rates = {}
+    for b in batches:
+        prompts = torch.randint(0, model.config.vocab_size, (b, prompt_len)).tolist()
+        engine.generate(prompts, max_new_tokens=8, temperature=0.0)  # warmup
+        res = engine.generate(prompts, max_new_tokens=new_tokens, temperature=0.0,
+                              eos_token_ids=())
+        rates[b] = res.tokens_per_s
+    return rates
+
+
+def hf_decode_rates(model, batches, prompt_len=128, new_tokens=64):
+    rates = {}
+    for b in batches:
+        ids = torch.randint(0, model.config.vocab_size, (b, prompt_len), device="cuda")
+        model.generate(ids, max_new_tokens=4, do_sample=False)
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+        torch.cuda.synchronize()
+        rates[b] = b * (out.shape[1] - prompt_len) / (time.perf_counter() - start)
+    return rates
+
+
+def free(*objs):
+    del objs
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", default="recipes/model/moe_0p7b.yaml")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq", type=int, default=2048)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--skip-hf", action="store_true")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    config = load_config(args.config)
+    acc = account(config, args.seq)
+    result = {"benchmark": "h200_model", "config": args.config, "batch": args.batch, "seq": args.seq,
+              "total_params": acc.total_params, "active_params": acc.active_params,
+              "flops_per_token": acc.flops_per_token}
+    peak = peak_flops()
+
+    def record(name, fn):
+        try:
+            t0 = time.perf_counter()
+            value = fn()
+            print(f"[{time.perf_counter() - t0:6.1f}s] {name}: {value}", flush=True)
+            result[name] = value
+        except Exception as exc:  # keep measuring the rest; report what failed
+            print(f"{name} FAILED: {type(exc).__name__}: {exc}", flush=True)
+            result[name] = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
+
+    model = Transformer(config).cuda()  # fp32 master weights, bf16 autocast
+    record("ours_train", lambda: train_rate(model, args.batch, args.seq, args.steps))
+    if isinstance(result.get("ours_train"), dict):
+        result["ours_mfu"] = result["ours_train"]["tokens_per_s"] * acc.flops_per_token / peak
+    record("grouped_gemm_share", lambda: grouped_share(model, args.batch, args.seq))
+    model.eval()
+    model.to(torch.bfloat16)
+    record("ours_decode_tokens_per_s", lambda: decode_rates(model, [1, 16, 64]))
+    free(model)
+
+    if not args.skip_hf:
+        from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
+        hf_cfg = DeepseekV3Config(**{k: v for k, v in config.to_dict().items()
+                                     if k in DeepseekV3Config.__dataclass_fields__})
+        hf_cfg.num_nextn_predict_layers = 0
+        hf = DeepseekV3ForCausalLM(hf_cfg).cuda()
+        # HF trains without MTP; compare against ours without MTP FLOPs for its MFU.
+        hf_acc = account(hf_cfg if isinstance(hf_cfg, ModelConfig) else config.__class__(
+            **{**{k: v for k, v in config.to_dict().items() if k in ModelConfig.__dataclass_fields__},
+               "num_nextn_predict_layers": 0}), args.seq)
+        record("hf_train", lambda: train_rate(hf, args.batch, args.seq, args.steps))
+        if isinstance(result.get("hf_train"), dict):
+            result["hf_mfu"] = result["hf_train"]["tokens_per_s"] * hf_acc.flops_per_token / peak
+        hf.eval()
+        hf.to(torch.bfloat16)
+        record("hf_decode_tokens_per_s", lambda: hf_decode_rates(hf, [1, 16]))
+        free(hf)
+    for key in ("ours_train", "hf_train"):
+        if not isinstance(result.get(key), dict):
+            break
+    else:
+        result["train_speedup_vs_hf"] = result["ours_train"]["tokens_per_s"] / result["hf_train"]["tokens_per_s"]
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+    emit(result)
+
+
+if __name__ == "__main__":
+    main()

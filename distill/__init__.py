@@ -1,0 +1,1 @@
+"""Distillation: teacher generation, filtering, SFT, GRPO, rewards, the CLI and recipe runner."""

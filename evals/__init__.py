@@ -1,0 +1,1 @@
+"""Benchmarks, synthetic task families, metrics, runner and reports."""

@@ -1,0 +1,1 @@
+"""Pretraining: tokenizer, data shards, training loop, checkpoints, distributed."""

@@ -1,0 +1,1 @@
+"""YAML recipes and the config loader that maps them onto typed dataclasses."""

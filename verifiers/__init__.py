@@ -1,0 +1,1 @@
+"""Pure scoring of completions: math, multiple choice, code, format. No torch, no model."""
