@@ -132,7 +132,7 @@ def _generate(args) -> int:
                              temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                              eos_token_ids=[tokenizer.eos_token_id], stop_strings=args.stop,
                              seed=args.seed, use_mtp=args.mtp)
-    for prompt, tokens, reason in zip(args.prompt, result.tokens, result.finish_reasons):
+    for prompt, tokens, reason in zip(args.prompt, result.tokens, result.finish_reason):
         print(f"--- {prompt!r} -> ({len(tokens)} tokens, {reason})")
         print(tokenizer.decode(tokens))
     stats = f"{result.num_generated} tokens in {result.elapsed_s:.2f}s ({result.tokens_per_s:.1f} tok/s)"

@@ -11,6 +11,7 @@ confined to each document and no loss (main or MTP) is taken across a document b
 from __future__ import annotations
 
 import inspect
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,19 +91,19 @@ class Backbone(nn.Module):
         self.rotary_emb = RotaryEmbedding(config)
 
 
-@dataclass
-class TransformerOutput(ModelOutput):
-    """logits (B, T, V); loss = main CE + MTP loss + balance loss (each also reported alone);
-    hidden_states = last decoder layer output before the final norm (the MTP input h^0)."""
+def _output_class():
+    """TransformerOutput: logits (B, T, V); loss = lm_loss + mtp_loss_weight * mtp_loss +
+    balance_loss (each also reported alone); hidden_states = the last decoder layer's output
+    before the final norm (the MTP input h^0); the HF cache under this transformers' name."""
+    fields = {"loss": None, "logits": None, _CACHE_FIELD: None, "lm_loss": None,
+              "mtp_loss": None, "balance_loss": None, "hidden_states": None}
+    namespace = {"__annotations__": {k: "torch.Tensor | None" for k in fields}, **fields,
+                 "__doc__": _output_class.__doc__}
+    return dataclass(types.new_class("TransformerOutput", (ModelOutput,),
+                                     exec_body=lambda ns: ns.update(namespace)))
 
-    loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
-    past_key_values: object | None = None  # transformers < 5.2x name
-    cache: object | None = None  # newer transformers name (past_key_values is deprecated)
-    lm_loss: torch.Tensor | None = None
-    mtp_loss: torch.Tensor | None = None
-    balance_loss: torch.Tensor | None = None
-    hidden_states: torch.Tensor | None = None
+
+TransformerOutput = _output_class()
 
 
 def document_ids(position_ids_BT: torch.Tensor) -> torch.Tensor:
