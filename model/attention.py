@@ -37,10 +37,12 @@ class MLA(nn.Module):
             self.q_proj = nn.Linear(d, h * qk_dim, bias=False)
         else:
             self.q_a_proj = nn.Linear(d, config.q_lora_rank, bias=False)
-            self.q_a_layernorm = RMSNorm(config.q_lora_rank, config.rms_norm_eps)
+            # The latent norms use a fixed eps of 1e-6 in DeepSeek's and HF's code, whatever
+            # rms_norm_eps says.
+            self.q_a_layernorm = RMSNorm(config.q_lora_rank)
             self.q_b_proj = nn.Linear(config.q_lora_rank, h * qk_dim, bias=False)
         self.kv_a_proj_with_mqa = nn.Linear(d, self.latent_dim + self.rope_dim, bias=False)
-        self.kv_a_layernorm = RMSNorm(self.latent_dim, config.rms_norm_eps)
+        self.kv_a_layernorm = RMSNorm(self.latent_dim)
         self.kv_b_proj = nn.Linear(self.latent_dim, h * (self.nope_dim + self.v_dim), bias=False)
         self.o_proj = nn.Linear(h * self.v_dim, d, bias=False)
         self.scale = softmax_scale(config)

@@ -40,9 +40,14 @@ class Router(nn.Module):
         self.balance_loss = None
 
     def _apply(self, fn, recurse=True):
+        # model.to(bf16) must not round the bias (one update step is ~1e-3): keep the fp32
+        # values and follow only device moves.
+        kept = {n: self._buffers[n] for n in ("e_score_correction_bias", "load_counts")}
         super()._apply(fn, recurse)
-        for name in ("e_score_correction_bias", "load_counts"):
-            self._buffers[name] = self._buffers[name].float()
+        for name, old in kept.items():
+            new = self._buffers[name]
+            self._buffers[name] = (new.float() if old.is_meta or new.is_meta
+                                   else old.to(new.device, torch.float32))
         return self
 
     def forward(self, x_ND: torch.Tensor, batch_size: int = 1):
@@ -125,25 +130,30 @@ class RoutedExperts(nn.Module):
         token_of = order // K  # token of each (token, expert) pair, sorted by expert
         counts_E = torch.bincount(flat_expert, minlength=self.num_experts)
         weight_of = weights_NK.flatten()[order]
+        # Under autocast the expert GEMMs run in the autocast dtype, like nn.Linear would
+        # (torch._grouped_mm is not on autocast's op lists, so cast explicitly).
+        device = x_ND.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x_ND.dtype
+        w13, w2 = self.gate_up_proj.to(dtype), self.down_proj.to(dtype)
         # grouped_mm needs 16-byte aligned strides (spec §8): D and F multiples of 8 elements.
         aligned = D % 8 == 0 and self.inter % 8 == 0
-        if choose_kernel(self.kernel, x_ND.device.type, x_ND.dtype, aligned) == "grouped_mm":
+        if choose_kernel(self.kernel, device, dtype, aligned) == "grouped_mm":
             # index_select, not x[idx]: its backward is a plain index_add, not a sorting index_put.
-            y = self._grouped(x_ND.index_select(0, token_of), counts_E)
+            y = self._grouped(x_ND.to(dtype).index_select(0, token_of), counts_E, w13, w2)
         else:
-            token_of, weight_of, y = self._padded_bmm(x_ND, token_of, weight_of, counts_E,
-                                                      flat_expert[order])
+            token_of, weight_of, y = self._padded_bmm(x_ND.to(dtype), token_of, weight_of,
+                                                      counts_E, flat_expert[order], w13, w2)
         y = (y.float() * weight_of[:, None]).to(x_ND.dtype)
         return torch.zeros_like(x_ND).index_add(0, token_of, y)
 
-    def _grouped(self, x_sorted, counts_E):
+    def _grouped(self, x_sorted, counts_E, w13, w2):
         offsets = counts_E.cumsum(0).to(torch.int32)
-        h = torch._grouped_mm(x_sorted, self.gate_up_proj.transpose(-2, -1), offs=offsets)
+        h = torch._grouped_mm(x_sorted, w13.transpose(-2, -1), offs=offsets)
         gate, up = h.split(self.inter, dim=-1)
-        return torch._grouped_mm((F.silu(gate) * up).contiguous(),
-                                 self.down_proj.transpose(-2, -1), offs=offsets)
+        return torch._grouped_mm((F.silu(gate) * up).contiguous(), w2.transpose(-2, -1),
+                                 offs=offsets)
 
-    def _padded_bmm(self, x_ND, token_of, weight_of, counts_E, expert_sorted):
+    def _padded_bmm(self, x_ND, token_of, weight_of, counts_E, expert_sorted, w13, w2):
         """Scatter the pairs into an (E, capacity) grid and run two bmms. Empty slots read token 0
         and get routing weight 0, so they add exact zeros to the output and to the gradients."""
         E = self.num_experts
@@ -156,9 +166,9 @@ class RoutedExperts(nn.Module):
         grid_token[dest] = token_of
         grid_weight = grid_weight.index_put((dest,), weight_of)
         grid = x_ND.index_select(0, grid_token).view(E, capacity, -1)
-        h = torch.bmm(grid, self.gate_up_proj.transpose(-2, -1))
+        h = torch.bmm(grid, w13.transpose(-2, -1))
         gate, up = h.split(self.inter, dim=-1)
-        y = torch.bmm(F.silu(gate) * up, self.down_proj.transpose(-2, -1))
+        y = torch.bmm(F.silu(gate) * up, w2.transpose(-2, -1))
         return grid_token, grid_weight, y.view(E * capacity, -1)
 
 

@@ -22,7 +22,7 @@ from transformers import DeepseekV3ForCausalLM, GenerationMixin, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
 from model.attention import MLA
-from model.checkpoint import load_checkpoint, save_checkpoint
+from model.checkpoint import load_checkpoint, read_config, save_checkpoint
 from model.config import ModelConfig, warn_ignored
 from model.layers import RMSNorm, SwiGLU
 from model.moe import MoE, RoutedExperts, Router
@@ -161,8 +161,10 @@ class Transformer(PreTrainedModel, GenerationMixin):
             raise FileNotFoundError(f"model path {path} does not exist or is not a directory "
                                     "(only local checkpoint directories are supported)")
         dtype = dtype or torch_dtype
+        if dtype == "auto":  # transformers' meaning: the dtype the checkpoint was saved in
+            dtype = getattr(read_config(path), "dtype", None) or "float32"
         if isinstance(dtype, str):
-            dtype = None if dtype == "auto" else getattr(torch, dtype)
+            dtype = getattr(torch, dtype.removeprefix("torch."))
         device = device or (device_map if isinstance(device_map, (str, torch.device)) else None)
         return load_checkpoint(cls, path, dtype=dtype, device=device)
 
