@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import json
 import os
@@ -22,7 +23,7 @@ import torch
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import emit  # noqa: E402
+from common import emit, sync  # noqa: E402
 
 from model import ModelConfig, Transformer  # noqa: E402
 from model.accounting import account  # noqa: E402
@@ -39,49 +40,78 @@ def load_config(path: str) -> ModelConfig:
     return ModelConfig(**yaml.safe_load(open(path))["model"])
 
 
-def train_rate(model, batch, seq, steps, warmup=3, labels_kw=True):
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=True)
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    data = torch.randint(0, model.config.vocab_size, (steps + warmup, batch, seq), device="cuda",
+def train_rate(model, batch, seq, steps, device, warmup=3):
+    cuda = device == "cuda"
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=cuda)
+    gen = torch.Generator(device=device).manual_seed(0)
+    data = torch.randint(0, model.config.vocab_size, (steps + warmup, batch, seq), device=device,
                          generator=gen)
-    torch.cuda.reset_peak_memory_stats()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     losses = []
     for i in range(steps + warmup):
         if i == warmup:
-            torch.cuda.synchronize()
+            sync(device)
             start = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(device, dtype=torch.bfloat16):
             out = model(input_ids=data[i], labels=data[i])
         out.loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         losses.append(out.loss.detach())
-    torch.cuda.synchronize()
+    sync(device)
     elapsed = time.perf_counter() - start
     return {"tokens_per_s": batch * seq * steps / elapsed,
             "step_ms": elapsed / steps * 1e3,
-            "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30,
+            "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
             "loss_first": losses[0].item(), "loss_last": losses[-1].item()}
 
 
-def grouped_share(model, batch, seq):
+def grouped_share(model, batch, seq, device):
+    """Share of device time in the routed experts' GEMMs (grouped_mm on CUDA, bmm on CPU)."""
     from torch.profiler import ProfilerActivity, profile
-    ids = torch.randint(0, model.config.vocab_size, (batch, seq), device="cuda")
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+    ids = torch.randint(0, model.config.vocab_size, (batch, seq), device=device)
+    activity = ProfilerActivity.CUDA if device == "cuda" else ProfilerActivity.CPU
+    with profile(activities=[activity]) as prof:
+        with torch.autocast(device, dtype=torch.bfloat16):
             model(input_ids=ids, labels=ids).loss.backward()
-        torch.cuda.synchronize()
+        sync(device)
     total = grouped = 0.0
+    kernels = ("grouped", "gemm_grouped", "cutlass") if device == "cuda" else ("aten::_grouped_mm", "aten::bmm")
     for evt in prof.key_averages():
-        t = getattr(evt, "self_device_time_total", 0) or getattr(evt, "self_cuda_time_total", 0)
+        if device == "cuda":
+            t = getattr(evt, "self_device_time_total", 0) or getattr(evt, "self_cuda_time_total", 0)
+        else:
+            t = evt.self_cpu_time_total
         total += t
-        if "grouped" in evt.key.lower() or "grouped_mm" in evt.key:
+        if any(k in evt.key for k in kernels):
             grouped += t
     model.zero_grad(set_to_none=True)
     return grouped / max(total, 1e-9)
 
 
+def kernel_agreement(config, device, tokens=4096):
+    """The grouped_mm and padded-bmm expert kernels on the same bf16 inputs: max relative error
+    of output and input gradient (both in bf16; differences are accumulation order only)."""
+    from model.moe import MoE
+    layer = MoE(config).to(device, torch.bfloat16)
+    for p in layer.parameters():
+        torch.nn.init.normal_(p, std=0.02)
+    x = torch.randn(1, tokens, config.hidden_size, device=device, dtype=torch.bfloat16)
+    outs = {}
+    for kernel in ("grouped_mm", "bmm"):
+        layer.experts.kernel = kernel
+        xi = x.detach().requires_grad_()
+        y = layer(xi)
+        y.float().square().mean().backward()
+        outs[kernel] = (y.detach().float(), xi.grad.float())
+    rel = lambda a, b: ((a - b).abs().max() / b.abs().max()).item()  # noqa: E731
+    return {"out_rel_err": rel(*[outs[k][0] for k in outs]),
+            "grad_rel_err": rel(*[outs[k][1] for k in outs])}
+
+
 def decode_rates(model, batches, prompt_len=128, new_tokens=128):
+    """Greedy decode tokens/s of our engine (random weights: EOS is disabled)."""
     from model.engine import Engine
     engine = Engine(model)
     rates = {}
@@ -94,23 +124,24 @@ def decode_rates(model, batches, prompt_len=128, new_tokens=128):
     return rates
 
 
-def hf_decode_rates(model, batches, prompt_len=128, new_tokens=64):
+def hf_decode_rates(model, batches, device, prompt_len=128, new_tokens=64):
     rates = {}
     for b in batches:
-        ids = torch.randint(0, model.config.vocab_size, (b, prompt_len), device="cuda")
-        model.generate(ids, max_new_tokens=4, do_sample=False)
-        torch.cuda.synchronize()
+        ids = torch.randint(0, model.config.vocab_size, (b, prompt_len), device=device)
+        kw = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=0)
+        model.generate(ids, max_new_tokens=4, **kw)
+        sync(device)
         start = time.perf_counter()
-        out = model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
-        torch.cuda.synchronize()
+        out = model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kw)
+        sync(device)
         rates[b] = b * (out.shape[1] - prompt_len) / (time.perf_counter() - start)
     return rates
 
 
-def free(*objs):
-    del objs
+def free():
     gc.collect()
-    torch.cuda.empty_cache()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def main():
@@ -121,6 +152,8 @@ def main():
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--out", default=None)
     parser.add_argument("--skip-hf", action="store_true")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--decode-batches", default="1,16,64")
     args = parser.parse_args()
     torch.manual_seed(0)
     config = load_config(args.config)
@@ -128,7 +161,8 @@ def main():
     result = {"benchmark": "h200_model", "config": args.config, "batch": args.batch, "seq": args.seq,
               "total_params": acc.total_params, "active_params": acc.active_params,
               "flops_per_token": acc.flops_per_token}
-    peak = peak_flops()
+    device = args.device
+    peak = peak_flops() if device == "cuda" else float("nan")
 
     def record(name, fn):
         try:
@@ -140,33 +174,37 @@ def main():
             print(f"{name} FAILED: {type(exc).__name__}: {exc}", flush=True)
             result[name] = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
 
-    model = Transformer(config).cuda()  # fp32 master weights, bf16 autocast
-    record("ours_train", lambda: train_rate(model, args.batch, args.seq, args.steps))
+    batches = [int(b) for b in args.decode_batches.split(",")]
+    record("moe_kernel_agreement", lambda: kernel_agreement(config, device))
+    model = Transformer(config).to(device)  # fp32 master weights, bf16 autocast
+    record("ours_train", lambda: train_rate(model, args.batch, args.seq, args.steps, device))
     if isinstance(result.get("ours_train"), dict):
         result["ours_mfu"] = result["ours_train"]["tokens_per_s"] * acc.flops_per_token / peak
-    record("grouped_gemm_share", lambda: grouped_share(model, args.batch, args.seq))
+    record("grouped_gemm_share", lambda: grouped_share(model, args.batch, args.seq, device))
     model.eval()
     model.to(torch.bfloat16)
-    record("ours_decode_tokens_per_s", lambda: decode_rates(model, [1, 16, 64]))
-    free(model)
+    record("ours_decode_tokens_per_s", lambda: decode_rates(model, batches))
+    del model
+    free()
 
     if not args.skip_hf:
         from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
         hf_cfg = DeepseekV3Config(**{k: v for k, v in config.to_dict().items()
                                      if k in DeepseekV3Config.__dataclass_fields__})
         hf_cfg.num_nextn_predict_layers = 0
-        hf = DeepseekV3ForCausalLM(hf_cfg).cuda()
-        # HF trains without MTP; compare against ours without MTP FLOPs for its MFU.
-        hf_acc = account(hf_cfg if isinstance(hf_cfg, ModelConfig) else config.__class__(
-            **{**{k: v for k, v in config.to_dict().items() if k in ModelConfig.__dataclass_fields__},
-               "num_nextn_predict_layers": 0}), args.seq)
-        record("hf_train", lambda: train_rate(hf, args.batch, args.seq, args.steps))
+        hf = DeepseekV3ForCausalLM(hf_cfg).to(device)
+        # HF trains without MTP: its MFU counts the main model's FLOPs only.
+        main_only = copy.deepcopy(config)
+        main_only.num_nextn_predict_layers = 0
+        hf_acc = account(main_only, args.seq)
+        record("hf_train", lambda: train_rate(hf, args.batch, args.seq, args.steps, device))
         if isinstance(result.get("hf_train"), dict):
             result["hf_mfu"] = result["hf_train"]["tokens_per_s"] * hf_acc.flops_per_token / peak
         hf.eval()
         hf.to(torch.bfloat16)
-        record("hf_decode_tokens_per_s", lambda: hf_decode_rates(hf, [1, 16]))
-        free(hf)
+        record("hf_decode_tokens_per_s", lambda: hf_decode_rates(hf, batches[:2], device))
+        del hf
+        free()
     for key in ("ours_train", "hf_train"):
         if not isinstance(result.get(key), dict):
             break

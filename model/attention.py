@@ -96,11 +96,17 @@ class MLA(nn.Module):
                                          key_mask_BTS.shape[-1])
         w = self.kv_b_proj.weight.view(self.num_heads, self.nope_dim + self.v_dim, self.latent_dim)
         w_uk_HNC, w_uv_HVC = w.split([self.nope_dim, self.v_dim], dim=1)
-        q_lat_BTHC = torch.einsum("bthn,hnc->bthc", q_nope, w_uk_HNC)
-        scores = (torch.einsum("bthc,bsc->bhts", q_lat_BTHC, c_kv_BSC)
-                  + torch.einsum("bthr,bsr->bhts", q_pe, k_pe_BSR)).float() * self.scale
-        scores = scores.masked_fill(~key_mask_BTS[:, None], float("-inf"))
-        probs = scores.softmax(dim=-1).to(c_kv_BSC.dtype)
-        o_lat_BTHC = torch.einsum("bhts,bsc->bthc", probs, c_kv_BSC)
-        out_BTHV = torch.einsum("bthc,hvc->bthv", o_lat_BTHC, w_uv_HVC)
+        H = self.num_heads
+        # Heads folded into the query axis: plain bmms against the one shared latent per row,
+        # no broadcast copies of the cache (the decode hot path).
+        q_lat_HXC = q_nope.permute(2, 0, 1, 3).reshape(H, B * T, -1) @ w_uk_HNC
+        q_lat_BYC = q_lat_HXC.view(H, B, T, -1).transpose(0, 1).reshape(B, H * T, -1)
+        q_pe_BYR = q_pe.transpose(1, 2).reshape(B, H * T, -1)
+        scores = (torch.bmm(q_lat_BYC, c_kv_BSC.transpose(1, 2))
+                  + torch.bmm(q_pe_BYR, k_pe_BSR.transpose(1, 2))).float() * self.scale
+        scores = scores.view(B, H, T, -1).masked_fill(~key_mask_BTS[:, None], float("-inf"))
+        probs = scores.softmax(dim=-1).to(c_kv_BSC.dtype).view(B, H * T, -1)
+        o_lat_BYC = torch.bmm(probs, c_kv_BSC)
+        o_lat_HXC = o_lat_BYC.view(B, H, T, -1).transpose(0, 1).reshape(H, B * T, -1)
+        out_BTHV = (o_lat_HXC @ w_uv_HVC.transpose(1, 2)).view(H, B, T, -1).permute(1, 2, 0, 3)
         return self.o_proj(out_BTHV.reshape(B, T, self.num_heads * self.v_dim))

@@ -100,14 +100,18 @@ def grouped_mm_supported(device_type: str, dtype: torch.dtype) -> bool:
 
 
 def choose_kernel(requested: str, device_type: str, dtype: torch.dtype, aligned: bool) -> str:
-    """"auto" = grouped_mm on CUDA, padded bmm elsewhere: on the CPU build of torch 2.13
-    `_grouped_mm` runs ~6x slower than one bmm of the same FLOPs (docs/LOG.md)."""
+    """"auto" and "grouped_mm" use torch._grouped_mm wherever this torch supports it for the
+    device and dtype (CUDA bf16 on SM80+, CPU fp32/bf16), padded bmm elsewhere."""
     usable = aligned and grouped_mm_supported(device_type, dtype)
-    if requested == "grouped_mm":
-        return "grouped_mm" if usable else "bmm"
-    if requested == "auto":
-        return "grouped_mm" if usable and device_type == "cuda" else "bmm"
-    return "bmm"
+    return "grouped_mm" if requested in ("auto", "grouped_mm") and usable else "bmm"
+
+
+def _weighted_swiglu(h, weight, inter):
+    """silu(gate) * up * routing weight, on the (pairs, 2F) output of the gate/up GEMM. The
+    routing weight scales the F-wide activation instead of the D-wide expert output (the down
+    projection is linear), which halves that elementwise work when F = D/2."""
+    gate, up = h.split(inter, dim=-1)
+    return F.silu(gate) * up * weight[:, None].to(h.dtype)
 
 
 class RoutedExperts(nn.Module):
@@ -125,6 +129,8 @@ class RoutedExperts(nn.Module):
     def forward(self, x_ND, weights_NK, idx_NK):
         N, D = x_ND.shape
         K = idx_NK.shape[1]
+        if self.kernel == "auto" and N * K <= self.num_experts and not torch.is_grad_enabled():
+            return self._decode(x_ND, weights_NK, idx_NK)
         flat_expert = idx_NK.flatten()
         order = flat_expert.argsort(stable=True)
         token_of = order // K  # token of each (token, expert) pair, sorted by expert
@@ -139,19 +145,30 @@ class RoutedExperts(nn.Module):
         aligned = D % 8 == 0 and self.inter % 8 == 0
         if choose_kernel(self.kernel, device, dtype, aligned) == "grouped_mm":
             # index_select, not x[idx]: its backward is a plain index_add, not a sorting index_put.
-            y = self._grouped(x_ND.to(dtype).index_select(0, token_of), counts_E, w13, w2)
+            y = self._grouped(x_ND.to(dtype).index_select(0, token_of), weight_of, counts_E, w13, w2)
         else:
-            token_of, weight_of, y = self._padded_bmm(x_ND.to(dtype), token_of, weight_of,
-                                                      counts_E, flat_expert[order], w13, w2)
-        y = (y.float() * weight_of[:, None]).to(x_ND.dtype)
-        return torch.zeros_like(x_ND).index_add(0, token_of, y)
+            token_of, y = self._padded_bmm(x_ND.to(dtype), token_of, weight_of, counts_E,
+                                           flat_expert[order], w13, w2)
+        return torch.zeros_like(x_ND).index_add(0, token_of, y.to(x_ND.dtype))
 
-    def _grouped(self, x_sorted, counts_E, w13, w2):
+    def _decode(self, x_ND, weights_NK, idx_NK):
+        """Few tokens (decode): gather each pair's expert weights and run two bmms; cheaper than
+        a grouped GEMM that visits every expert for a handful of rows."""
+        N, K = idx_NK.shape
+        flat = idx_NK.flatten()
+        x_P1D = x_ND[:, None].expand(N, K, -1).reshape(N * K, 1, -1)
+        w13 = self.gate_up_proj.index_select(0, flat).to(x_ND.dtype)
+        h = torch.bmm(x_P1D, w13.transpose(-2, -1))
+        act = _weighted_swiglu(h[:, 0], weights_NK.flatten(), self.inter)
+        w2 = self.down_proj.index_select(0, flat).to(x_ND.dtype)
+        y = torch.bmm(act[:, None], w2.transpose(-2, -1))
+        return y.view(N, K, -1).sum(dim=1)
+
+    def _grouped(self, x_sorted, weight_of, counts_E, w13, w2):
         offsets = counts_E.cumsum(0).to(torch.int32)
         h = torch._grouped_mm(x_sorted, w13.transpose(-2, -1), offs=offsets)
-        gate, up = h.split(self.inter, dim=-1)
-        return torch._grouped_mm((F.silu(gate) * up).contiguous(), w2.transpose(-2, -1),
-                                 offs=offsets)
+        act = _weighted_swiglu(h, weight_of, self.inter)
+        return torch._grouped_mm(act, w2.transpose(-2, -1), offs=offsets)
 
     def _padded_bmm(self, x_ND, token_of, weight_of, counts_E, expert_sorted, w13, w2):
         """Scatter the pairs into an (E, capacity) grid and run two bmms. Empty slots read token 0
@@ -162,14 +179,13 @@ class RoutedExperts(nn.Module):
         slot = torch.arange(token_of.numel(), device=x_ND.device) - starts[expert_sorted]
         dest = expert_sorted * capacity + slot
         grid_token = torch.zeros(E * capacity, dtype=token_of.dtype, device=x_ND.device)
-        grid_weight = torch.zeros(E * capacity, dtype=weight_of.dtype, device=x_ND.device)
         grid_token[dest] = token_of
-        grid_weight = grid_weight.index_put((dest,), weight_of)
+        grid_weight = weight_of.new_zeros(E * capacity).index_put((dest,), weight_of)
         grid = x_ND.index_select(0, grid_token).view(E, capacity, -1)
         h = torch.bmm(grid, w13.transpose(-2, -1))
-        gate, up = h.split(self.inter, dim=-1)
-        y = torch.bmm(F.silu(gate) * up, w2.transpose(-2, -1))
-        return grid_token, grid_weight, y.view(E * capacity, -1)
+        act = _weighted_swiglu(h.view(E * capacity, -1), grid_weight, self.inter)
+        y = torch.bmm(act.view(E, capacity, -1), w2.transpose(-2, -1))
+        return grid_token, y.view(E * capacity, -1)
 
 
 class MoE(nn.Module):
