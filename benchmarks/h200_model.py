@@ -110,6 +110,22 @@ def kernel_agreement(config, device, tokens=4096):
             "grad_rel_err": rel(*[outs[k][1] for k in outs])}
 
 
+def top_kernels(model, batch, seq, device, n=12):
+    """The n kernels with the most self device time in one fwd+bwd: where the time goes."""
+    from torch.profiler import ProfilerActivity, profile
+    ids = torch.randint(0, model.config.vocab_size, (batch, seq), device=device)
+    activity = ProfilerActivity.CUDA if device == "cuda" else ProfilerActivity.CPU
+    with profile(activities=[activity]) as prof:
+        with torch.autocast(device, dtype=torch.bfloat16):
+            model(input_ids=ids, labels=ids).loss.backward()
+        sync(device)
+    model.zero_grad(set_to_none=True)
+    attr = "self_device_time_total" if device == "cuda" else "self_cpu_time_total"
+    events = sorted(prof.key_averages(), key=lambda e: getattr(e, attr, 0), reverse=True)
+    total = sum(getattr(e, attr, 0) for e in events)
+    return [(e.key[:80], round(getattr(e, attr, 0) / max(total, 1e-9), 3)) for e in events[:n]]
+
+
 def decode_rates(model, batches, prompt_len=128, new_tokens=128):
     """Greedy decode tokens/s of our engine (random weights: EOS is disabled)."""
     from model.engine import Engine
@@ -154,6 +170,7 @@ def main():
     parser.add_argument("--skip-hf", action="store_true")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--decode-batches", default="1,16,64")
+    parser.add_argument("--compile", action="store_true", help="also time a torch.compile'd model")
     args = parser.parse_args()
     torch.manual_seed(0)
     config = load_config(args.config)
@@ -176,40 +193,50 @@ def main():
 
     batches = [int(b) for b in args.decode_batches.split(",")]
     record("moe_kernel_agreement", lambda: kernel_agreement(config, device))
-    model = Transformer(config).to(device)  # fp32 master weights, bf16 autocast
-    record("ours_train", lambda: train_rate(model, args.batch, args.seq, args.steps, device))
-    if isinstance(result.get("ours_train"), dict):
-        result["ours_mfu"] = result["ours_train"]["tokens_per_s"] * acc.flops_per_token / peak
+    main_only = copy.deepcopy(config)
+    main_only.num_nextn_predict_layers = 0
+    flops = {"mtp": acc.flops_per_token, "main": account(main_only, args.seq).flops_per_token}
+
+    def train_variant(name, make, mtp=False, bf16_weights=False, compile=False):
+        """fp32 master weights + bf16 autocast, or bf16 weights throughout (`bf16_weights`)."""
+        model = make().to(device)
+        if bf16_weights:
+            model.to(torch.bfloat16)
+        run = torch.compile(model) if compile else model
+        record(name, lambda: train_rate(run, args.batch, args.seq, args.steps, device))
+        if isinstance(result.get(name), dict):
+            tps = result[name]["tokens_per_s"]
+            result[name]["mfu"] = tps * flops["mtp" if mtp else "main"] / peak
+        return model
+
+    model = train_variant("ours_train", lambda: Transformer(config), mtp=True)
     record("grouped_gemm_share", lambda: grouped_share(model, args.batch, args.seq, device))
+    record("top_kernels", lambda: top_kernels(model, args.batch, args.seq, device))
     model.eval()
     model.to(torch.bfloat16)
     record("ours_decode_tokens_per_s", lambda: decode_rates(model, batches))
     del model
     free()
-
+    del_after = lambda m: (m, free())  # noqa: E731
+    del_after(train_variant("ours_nomtp_train", lambda: Transformer(main_only)))
+    del_after(train_variant("ours_nomtp_bf16_train", lambda: Transformer(main_only), bf16_weights=True))
     if not args.skip_hf:
         from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
-        hf_cfg = DeepseekV3Config(**{k: v for k, v in config.to_dict().items()
+        hf_cfg = DeepseekV3Config(**{k: v for k, v in main_only.to_dict().items()
                                      if k in DeepseekV3Config.__dataclass_fields__})
         hf_cfg.num_nextn_predict_layers = 0
-        hf = DeepseekV3ForCausalLM(hf_cfg).to(device)
-        # HF trains without MTP: its MFU counts the main model's FLOPs only.
-        main_only = copy.deepcopy(config)
-        main_only.num_nextn_predict_layers = 0
-        hf_acc = account(main_only, args.seq)
-        record("hf_train", lambda: train_rate(hf, args.batch, args.seq, args.steps, device))
-        if isinstance(result.get("hf_train"), dict):
-            result["hf_mfu"] = result["hf_train"]["tokens_per_s"] * hf_acc.flops_per_token / peak
+        del_after(train_variant("hf_train", lambda: DeepseekV3ForCausalLM(hf_cfg)))
+        hf = train_variant("hf_bf16_train", lambda: DeepseekV3ForCausalLM(hf_cfg), bf16_weights=True)
         hf.eval()
-        hf.to(torch.bfloat16)
         record("hf_decode_tokens_per_s", lambda: hf_decode_rates(hf, batches[:2], device))
         del hf
         free()
-    for key in ("ours_train", "hf_train"):
-        if not isinstance(result.get(key), dict):
-            break
-    else:
-        result["train_speedup_vs_hf"] = result["ours_train"]["tokens_per_s"] / result["hf_train"]["tokens_per_s"]
+        for ours, theirs in (("ours_nomtp_train", "hf_train"), ("ours_nomtp_bf16_train", "hf_bf16_train")):
+            if isinstance(result.get(ours), dict) and isinstance(result.get(theirs), dict):
+                result[f"speedup_{ours}_vs_{theirs}"] = (result[ours]["tokens_per_s"]
+                                                         / result[theirs]["tokens_per_s"])
+    if args.compile:
+        del_after(train_variant("ours_nomtp_compiled_train", lambda: Transformer(main_only), compile=True))
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=2)

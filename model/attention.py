@@ -80,8 +80,9 @@ class MLA(nn.Module):
         if mask is None and S != T:
             raise ValueError("MLA: a cache with past positions needs an explicit mask")
         pad = q.shape[-1] - self.v_dim
-        if q.is_cuda and mask is None and pad > 0:
-            # Flash kernels need equal q/k/v head dims: pad v with zeros, slice after (spec §2.4).
+        if pad > 0:
+            # Flash kernels (CUDA and CPU) need equal q/k/v head dims; otherwise SDPA falls back
+            # to the math path (2x slower on CPU). Pad v with zeros, slice after (spec §2.4).
             v = F.pad(v, (0, pad))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
                                              scale=self.scale)[..., : self.v_dim]
