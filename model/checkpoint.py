@@ -81,11 +81,13 @@ def from_hf_state_dict(tensors: dict[str, torch.Tensor], source: str) -> dict[st
     return out
 
 
-def save_checkpoint(model, directory: str | os.PathLike, max_shard_bytes: int = 5 * 2**30) -> None:
-    """Write config.json, generation_config.json and safetensors (sharded past max_shard_bytes)."""
+def save_checkpoint(model, directory: str | os.PathLike, max_shard_bytes: int = 5 * 2**30,
+                    state_dict: dict[str, torch.Tensor] | None = None) -> None:
+    """Write config.json, generation_config.json and safetensors (sharded past max_shard_bytes).
+    `state_dict` overrides model.state_dict() (e.g. a full state gathered from FSDP shards)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = to_hf_state_dict(model.state_dict())
+    tensors = to_hf_state_dict(model.state_dict() if state_dict is None else state_dict)
     shards, current, size = [], {}, 0
     for name, tensor in tensors.items():
         if current and size + tensor.nbytes > max_shard_bytes:
@@ -104,7 +106,8 @@ def save_checkpoint(model, directory: str | os.PathLike, max_shard_bytes: int = 
         _atomic(directory / INDEX_NAME, lambda tmp: Path(tmp).write_text(json.dumps(index, indent=2)))
     config = model.config
     config.architectures = ["DeepseekV3ForCausalLM"]
-    config.dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    weight = next(iter(tensors.values()))
+    config.dtype = str(weight.dtype).removeprefix("torch.")
     _atomic(directory / "config.json", lambda tmp: Path(tmp).write_text(config.to_json_string()))
     generation = {"bos_token_id": config.bos_token_id, "eos_token_id": config.eos_token_id,
                   "pad_token_id": config.pad_token_id}

@@ -150,7 +150,7 @@ class Transformer(PreTrainedModel, GenerationMixin):
             if key not in ("safe_serialization", "is_main_process", "state_dict", "max_shard_size"):
                 warn_ignored(f"save_pretrained({key}=...)", "our checkpoints are always safetensors")
         if kwargs.get("is_main_process", True):
-            save_checkpoint(self, save_directory)
+            save_checkpoint(self, save_directory, state_dict=kwargs.get("state_dict"))
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, dtype=None, torch_dtype=None,

@@ -1,0 +1,93 @@
+"""Per-step metrics: one JSON object per line in metrics.jsonl (flushed per row), a progress bar
+with tokens/s on the console, and optional wandb / tensorboard."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+
+# Dense bf16 peak FLOP/s by device name substring (vendor datasheets); CPU has no entry.
+PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "4090": 165e12}
+
+
+def device_peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+
+
+class MetricsWriter:
+    def __init__(self, out_dir: str | Path, total_steps: int, enabled: bool, logging_cfg=None,
+                 config_dict: dict | None = None, resume_step: int = 0):
+        self.enabled = enabled
+        self.trackers = []
+        self.bar = None
+        if not enabled:
+            return
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "metrics.jsonl"
+        if resume_step:  # drop rows past the checkpoint we resume from: they will be redone
+            rows = [r for r in _read_rows(path) if r.get("step", 0) <= resume_step]
+            path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        self.file = path.open("a")
+        from tqdm.auto import tqdm
+        self.bar = tqdm(total=total_steps, initial=resume_step, desc="pretrain", unit="step",
+                        dynamic_ncols=True)
+        if logging_cfg is not None and logging_cfg.wandb:
+            import wandb
+            self.trackers.append(("wandb", wandb.init(project=logging_cfg.project, config=config_dict,
+                                                      dir=str(out))))
+        if logging_cfg is not None and logging_cfg.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+            self.trackers.append(("tensorboard", SummaryWriter(str(out / "tensorboard"))))
+
+    def log(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        row = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+        for kind, tracker in self.trackers:
+            scalars = {k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "step"}
+            if kind == "wandb":
+                tracker.log(scalars, step=row["step"])
+            else:
+                for k, v in scalars.items():
+                    tracker.add_scalar(k, v, row["step"])
+        if self.bar is not None and "loss" in row:
+            self.bar.n = row["step"]
+            post = {"loss": f"{row['loss']:.4f}" if row.get("loss") is not None else "nan",
+                    "tok/s": f"{row.get('tokens_per_s', 0):,.0f}"}
+            if row.get("mfu") is not None:
+                post["mfu"] = f"{row['mfu']:.1%}"
+            self.bar.set_postfix(post, refresh=False)
+            self.bar.refresh()
+
+    def message(self, text: str) -> None:
+        if self.enabled:
+            (self.bar.write if self.bar is not None else print)(text)
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        self.bar.close()
+        self.file.close()
+        for kind, tracker in self.trackers:
+            tracker.finish() if kind == "wandb" else tracker.close()
+
+
+def _read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a torn last line from a crash
+            break
+    return rows
