@@ -84,7 +84,10 @@ def wrap(model: Transformer, cfg: PretrainConfig, rt: Runtime):
         return model
     if cfg.train.parallel == "fsdp":
         from torch.distributed.fsdp import fully_shard
-        for layer in model.model.layers:
+        # Main decoder layers each get their own group; the MTP modules stay in the root group,
+        # whose parameters are gathered for the whole forward (the MTP loss calls their norms
+        # and eh_proj outside the layer's own forward).
+        for layer in model.main_layers:
             fully_shard(layer)
         return fully_shard(model)
     from torch.nn.parallel import DistributedDataParallel
