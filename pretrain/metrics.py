@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -36,8 +37,9 @@ class MetricsWriter:
             path.write_text("".join(json.dumps(r) + "\n" for r in rows))
         self.file = path.open("a")
         from tqdm.auto import tqdm
+        # In a log file (no TTY) a redrawn bar is one endless line: redraw every 30 s there.
         self.bar = tqdm(total=total_steps, initial=resume_step, desc="pretrain", unit="step",
-                        dynamic_ncols=True)
+                        dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0)
         if logging_cfg is not None and logging_cfg.wandb:
             import wandb
             self.trackers.append(("wandb", wandb.init(project=logging_cfg.project, config=config_dict,
@@ -66,7 +68,7 @@ class MetricsWriter:
             if row.get("mfu") is not None:
                 post["mfu"] = f"{row['mfu']:.1%}"
             self.bar.set_postfix(post, refresh=False)
-            self.bar.refresh()
+            self.bar.update(0)  # redraws only when mininterval has passed
 
     def message(self, text: str) -> None:
         if self.enabled:
