@@ -96,6 +96,7 @@ class LoggingConfig:
 
     wandb: bool = False
     tensorboard: bool = False
+    trackio: bool = False
     project: str = "distillery"
 
 

@@ -1,5 +1,5 @@
 """Per-step metrics: one JSON object per line in metrics.jsonl (flushed per row), a progress bar
-with tokens/s on the console, and optional wandb / tensorboard."""
+with tokens/s on the console, and optional wandb / tensorboard / trackio."""
 
 from __future__ import annotations
 
@@ -44,6 +44,10 @@ class MetricsWriter:
             import wandb
             self.trackers.append(("wandb", wandb.init(project=logging_cfg.project, config=config_dict,
                                                       dir=str(out))))
+        if logging_cfg is not None and logging_cfg.trackio:  # local-first, wandb-like API
+            import trackio
+            trackio.init(project=logging_cfg.project, config=config_dict, embed=False)
+            self.trackers.append(("trackio", trackio))
         if logging_cfg is not None and logging_cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
             self.trackers.append(("tensorboard", SummaryWriter(str(out / "tensorboard"))))
@@ -56,7 +60,7 @@ class MetricsWriter:
         self.file.flush()
         for kind, tracker in self.trackers:
             scalars = {k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "step"}
-            if kind == "wandb":
+            if kind in ("wandb", "trackio"):
                 tracker.log(scalars, step=row["step"])
             else:
                 for k, v in scalars.items():
@@ -80,7 +84,7 @@ class MetricsWriter:
         self.bar.close()
         self.file.close()
         for kind, tracker in self.trackers:
-            tracker.finish() if kind == "wandb" else tracker.close()
+            tracker.finish() if kind in ("wandb", "trackio") else tracker.close()
 
 
 def _read_rows(path: Path) -> list[dict]:
