@@ -33,7 +33,12 @@ class ModelConfig(DeepseekV3Config):
         mtp_loss_weight: lambda of the MTP loss, spec §4.2 (0.3 early, 0.1 late in DeepSeek-V3).
         bias_update_speed: gamma of the auxiliary-loss-free bias update, spec §3.3.
         seq_aux_loss_alpha: alpha of the sequence-wise balance loss, spec §3.4 (report: 1e-4).
-        fp8: placeholder switch for FP8 fine-grained training (a later issue); must stay False.
+        fp8: FP8 fine-grained mixed precision (model/fp8.py): MLA projections, dense and
+            shared-expert FFNs and routed experts run their GEMMs on E4M3 operands; embedding,
+            output head, router, norms, MTP projection and the attention core stay high precision.
+        fp8_backend: "auto" (blockwise torch._scaled_mm on SM90, else emulated), "emulated",
+            or "scaled_mm" (falls back to emulated with a warning where unavailable).
+        fp8_pow2_scales: round FP8 scales up to powers of two (DeepSeek-V3.1's ue8m0 scales).
         moe_kernel: routed-expert GEMMs: "auto" (torch._grouped_mm on CUDA, padded bmm on CPU),
             "grouped_mm" (wherever torch supports it) or "bmm".
     """
@@ -68,6 +73,8 @@ class ModelConfig(DeepseekV3Config):
     bias_update_speed: float = 1e-3
     seq_aux_loss_alpha: float = 1e-4
     fp8: bool = False
+    fp8_backend: str = "auto"
+    fp8_pow2_scales: bool = False
     moe_kernel: str = "auto"
 
     def __post_init__(self, **kwargs):
@@ -113,9 +120,9 @@ class ModelConfig(DeepseekV3Config):
             raise ValueError("model config: num_nextn_predict_layers must be >= 0")
         if self.has_moe:
             self._validate_routing()
-        if self.fp8:
-            raise ValueError("model config: fp8=True is not implemented yet (FP8 training is a "
-                             "separate issue); set fp8: false")
+        if self.fp8_backend not in ("auto", "emulated", "scaled_mm"):
+            raise ValueError(f"model config: fp8_backend must be auto, emulated or scaled_mm, "
+                             f"got {self.fp8_backend!r}")
         if self.moe_kernel not in ("auto", "grouped_mm", "bmm"):
             raise ValueError(f"model config: moe_kernel must be auto, grouped_mm or bmm, "
                              f"got {self.moe_kernel!r}")

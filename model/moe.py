@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import ModelConfig
+from model.fp8 import fp8_activation, fp8_grad, fp8_weight
 from model.layers import SwiGLU
 
 
@@ -125,11 +126,13 @@ class RoutedExperts(nn.Module):
         self.gate_up_proj = nn.Parameter(torch.empty(E, 2 * F_, D))
         self.down_proj = nn.Parameter(torch.empty(E, D, F_))
         self.kernel = config.moe_kernel  # "auto" | "grouped_mm" | "bmm"
+        self.fp8 = None  # (backend, pow2) once model.fp8 converts the model
 
     def forward(self, x_ND, weights_NK, idx_NK):
         N, D = x_ND.shape
         K = idx_NK.shape[1]
-        if self.kernel == "auto" and N * K <= self.num_experts and not torch.is_grad_enabled():
+        if (self.kernel == "auto" and self.fp8 is None and N * K <= self.num_experts
+                and not torch.is_grad_enabled()):
             return self._decode(x_ND, weights_NK, idx_NK)
         flat_expert = idx_NK.flatten()
         order = flat_expert.argsort(stable=True)
@@ -166,9 +169,25 @@ class RoutedExperts(nn.Module):
 
     def _grouped(self, x_sorted, weight_of, counts_E, w13, w2):
         offsets = counts_E.cumsum(0).to(torch.int32)
-        h = torch._grouped_mm(x_sorted, w13.transpose(-2, -1), offs=offsets)
+        x_sorted, w13, w2 = self._fp8_operands(x_sorted, w13, w2)
+        h = self._fp8_out(torch._grouped_mm(x_sorted, w13.transpose(-2, -1), offs=offsets))
         act = _weighted_swiglu(h, weight_of, self.inter)
-        return torch._grouped_mm(act, w2.transpose(-2, -1), offs=offsets)
+        if self.fp8 is not None:
+            act = fp8_activation(act, self.fp8[1])
+        return self._fp8_out(torch._grouped_mm(act, w2.transpose(-2, -1), offs=offsets))
+
+    def _fp8_operands(self, x, w13, w2):
+        """FP8 experts (config.fp8): E4M3 operands with 1x128 activation tiles and 128x128
+        weight blocks per expert; gradients entering the GEMMs are rounded to 1x128 tiles too.
+        The expert Wgrad reuses the feature-wise tiles instead of the report's token-wise 128x1
+        tiles (torch has no blockwise grouped FP8 GEMM; emulated on every device)."""
+        if self.fp8 is None:
+            return x, w13, w2
+        pow2 = self.fp8[1]
+        return fp8_activation(x, pow2), fp8_weight(w13, pow2), fp8_weight(w2, pow2)
+
+    def _fp8_out(self, y):
+        return y if self.fp8 is None else fp8_grad(y, self.fp8[1])
 
     def _padded_bmm(self, x_ND, token_of, weight_of, counts_E, expert_sorted, w13, w2):
         """Scatter the pairs into an (E, capacity) grid and run two bmms. Empty slots read token 0
@@ -181,10 +200,13 @@ class RoutedExperts(nn.Module):
         grid_token = torch.zeros(E * capacity, dtype=token_of.dtype, device=x_ND.device)
         grid_token[dest] = token_of
         grid_weight = weight_of.new_zeros(E * capacity).index_put((dest,), weight_of)
-        grid = x_ND.index_select(0, grid_token).view(E, capacity, -1)
-        h = torch.bmm(grid, w13.transpose(-2, -1))
+        grid = x_ND.index_select(0, grid_token)
+        grid, w13, w2 = self._fp8_operands(grid, w13, w2)
+        h = self._fp8_out(torch.bmm(grid.view(E, capacity, -1), w13.transpose(-2, -1)))
         act = _weighted_swiglu(h.view(E * capacity, -1), grid_weight, self.inter)
-        y = torch.bmm(act.view(E, capacity, -1), w2.transpose(-2, -1))
+        if self.fp8 is not None:
+            act = fp8_activation(act, self.fp8[1])
+        y = self._fp8_out(torch.bmm(act.view(E, capacity, -1), w2.transpose(-2, -1)))
         return grid_token, y.view(E * capacity, -1)
 
 

@@ -24,6 +24,7 @@ from transformers.modeling_outputs import ModelOutput
 from model.attention import MLA
 from model.checkpoint import load_checkpoint, read_config, save_checkpoint
 from model.config import ModelConfig, warn_ignored
+from model.fp8 import convert_linears
 from model.layers import RMSNorm, SwiGLU
 from model.moe import MoE, RoutedExperts, Router
 from model.rope import RotaryEmbedding
@@ -142,6 +143,22 @@ class Transformer(PreTrainedModel, GenerationMixin):
         self.model = Backbone(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
+        if config.fp8:
+            self.enable_fp8()
+
+    def enable_fp8(self) -> None:
+        """FP8 scope of the report (spec §5.1): MLA projections, dense FFNs, shared and routed
+        experts. Embedding, lm_head, router, norms, eh_proj and the attention core stay as is."""
+        backend, pow2 = self.config.fp8_backend, self.config.fp8_pow2_scales
+        for layer in self.model.layers:
+            convert_linears(layer.self_attn, backend, pow2)
+            mlp = layer.mlp
+            if isinstance(mlp, MoE):
+                mlp.experts.fp8 = (backend, pow2)
+                if mlp.shared_experts is not None:
+                    convert_linears(mlp.shared_experts, backend, pow2)
+            else:
+                convert_linears(mlp, backend, pow2)
 
     # -- checkpoints (HF layout; model/checkpoint.py) ------------------------------------
     def save_pretrained(self, save_directory, **kwargs):
