@@ -39,6 +39,13 @@ def register(subparsers) -> None:
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=_info)
 
+    convert = group.add_parser("convert", help="rewrite a checkpoint as FP8 (official DeepSeek-V3 "
+                                               "block format) or as bf16")
+    convert.add_argument("path", help="checkpoint directory (FP8 or not)")
+    convert.add_argument("--to", required=True, choices=["fp8", "bf16", "fp32"])
+    convert.add_argument("--out", required=True, help="output checkpoint directory")
+    convert.set_defaults(func=_convert)
+
     gen = group.add_parser("generate", help="sample from a checkpoint with the in-repo engine")
     gen.add_argument("path", help="checkpoint directory")
     gen.add_argument("--prompt", required=True, action="append", help="prompt text (repeatable)")
@@ -139,4 +146,27 @@ def _generate(args) -> int:
     if args.mtp:
         stats += f", MTP acceptance {result.acceptance_rate:.1%}"
     print(stats)
+    return 0
+
+
+def _convert(args) -> int:
+    import shutil
+
+    import torch
+
+    from model import Transformer
+    from model.checkpoint import save_checkpoint
+
+    src, out = Path(args.path), Path(args.out)
+    if out.resolve() == src.resolve():
+        raise ValueError("--out must differ from the source checkpoint")
+    model = Transformer.from_pretrained(src)  # FP8 weights are dequantized on load
+    if args.to == "bf16":
+        model.to(torch.bfloat16)  # the router bias stays fp32
+    save_checkpoint(model, out, fp8=args.to == "fp8")
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
+                 "special_tokens_map.json"):
+        if (src / name).is_file():
+            shutil.copy2(src / name, out / name)
+    print(f"wrote {out} ({args.to})")
     return 0

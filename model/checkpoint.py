@@ -24,6 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from model.config import ModelConfig
+from model.fp8 import dequantize_blocks, quantize_blocks
 from model.moe import Router
 from model.rope import RotaryEmbedding
 
@@ -81,13 +82,61 @@ def from_hf_state_dict(tensors: dict[str, torch.Tensor], source: str) -> dict[st
     return out
 
 
+# Linear weights inside decoder layers: FP8 in the official checkpoints (spec §5.6). Embedding,
+# lm_head, norms, the router and its bias, and the MTP eh_proj stay in high precision.
+_FP8_WEIGHT = re.compile(
+    r"^model\.layers\.\d+\.(self_attn\.(q_proj|q_a_proj|q_b_proj|kv_a_proj_with_mqa|kv_b_proj|o_proj)"
+    r"|mlp\.(gate_proj|up_proj|down_proj)|mlp\.shared_experts\.(gate_proj|up_proj|down_proj)"
+    r"|mlp\.experts\.\d+\.(gate_proj|up_proj|down_proj))\.weight$")
+FP8_QUANTIZATION_CONFIG = {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+                           "weight_block_size": [128, 128]}
+
+
+def to_fp8_tensors(tensors: dict[str, torch.Tensor], pow2: bool = False) -> dict[str, torch.Tensor]:
+    """float8_e4m3fn `weight` + float32 `weight_scale_inv` (ceil(out/128), ceil(in/128))."""
+    out = {}
+    for name, tensor in tensors.items():
+        if _FP8_WEIGHT.match(name):
+            q, scale = quantize_blocks(tensor, pow2)
+            out[name], out[name + "_scale_inv"] = q.contiguous(), scale.contiguous()
+        else:
+            out[name] = tensor
+    return out
+
+
+def dequantize_fp8_tensors(tensors: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """W = float(W_fp8) * scale_inv[i // 128, j // 128]; scales that do not fit are an error."""
+    out = {}
+    for name, tensor in tensors.items():
+        if name.endswith("_scale_inv"):
+            if name.removesuffix("_scale_inv") not in tensors:
+                raise ValueError(f"{source}: {name} has no weight tensor")
+            continue
+        scale = tensors.get(name + "_scale_inv")
+        if scale is None:
+            if tensor.dtype == torch.float8_e4m3fn:
+                raise ValueError(f"{source}: FP8 tensor {name} has no {name}_scale_inv")
+            out[name] = tensor
+            continue
+        rows, cols = tensor.shape
+        expected = (-(-rows // 128), -(-cols // 128))
+        if tuple(scale.shape) != expected:
+            raise ValueError(f"{source}: {name}_scale_inv has shape {tuple(scale.shape)}, but a "
+                             f"{rows}x{cols} weight in 128x128 blocks needs {expected}")
+        out[name] = dequantize_blocks(tensor, scale.float())
+    return out
+
+
 def save_checkpoint(model, directory: str | os.PathLike, max_shard_bytes: int = 5 * 2**30,
-                    state_dict: dict[str, torch.Tensor] | None = None) -> None:
+                    state_dict: dict[str, torch.Tensor] | None = None, fp8: bool = False) -> None:
     """Write config.json, generation_config.json and safetensors (sharded past max_shard_bytes).
-    `state_dict` overrides model.state_dict() (e.g. a full state gathered from FSDP shards)."""
+    `state_dict` overrides model.state_dict() (e.g. a full state gathered from FSDP shards);
+    `fp8` writes the official DeepSeek-V3 FP8 format (block-quantized linear weights)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = to_hf_state_dict(model.state_dict() if state_dict is None else state_dict)
+    if fp8:
+        tensors = to_fp8_tensors(tensors, model.config.fp8_pow2_scales)
     shards, current, size = [], {}, 0
     for name, tensor in tensors.items():
         if current and size + tensor.nbytes > max_shard_bytes:
@@ -106,7 +155,8 @@ def save_checkpoint(model, directory: str | os.PathLike, max_shard_bytes: int = 
         _atomic(directory / INDEX_NAME, lambda tmp: Path(tmp).write_text(json.dumps(index, indent=2)))
     config = model.config
     config.architectures = ["DeepseekV3ForCausalLM"]
-    weight = next(iter(tensors.values()))
+    config.quantization_config = dict(FP8_QUANTIZATION_CONFIG) if fp8 else None
+    weight = tensors["model.embed_tokens.weight"]  # the high-precision dtype, also under FP8
     config.dtype = str(weight.dtype).removeprefix("torch.")
     _atomic(directory / "config.json", lambda tmp: Path(tmp).write_text(config.to_json_string()))
     generation = {"bos_token_id": config.bos_token_id, "eos_token_id": config.eos_token_id,
@@ -163,7 +213,9 @@ def load_checkpoint(cls, directory, dtype=None, device=None, config_overrides=No
     config = read_config(directory)
     for key, value in (config_overrides or {}).items():
         setattr(config, key, value)
-    tensors = from_hf_state_dict(read_tensors(directory), str(directory))
+    tensors = from_hf_state_dict(dequantize_fp8_tensors(read_tensors(directory), str(directory)),
+                                 str(directory))
+    config.quantization_config = None  # weights are dequantized in memory
     n = config.num_hidden_layers
     mtp_keys = [k for k in tensors if _layer_index(k) is not None and _layer_index(k) >= n]
     if config.num_mtp_modules and not mtp_keys:

@@ -39,6 +39,7 @@ class OptimConfig:
 
     schedule: "cosine" = linear warmup then cosine to lr * min_lr_ratio; "wsd" = warmup, stable,
         then linear decay to lr * min_lr_ratio over the last `decay_fraction` of the steps.
+    moments_dtype: storage of AdamW's moments ("bf16": pretrain/optim.py).
     """
 
     lr: float = 3e-3
@@ -50,6 +51,7 @@ class OptimConfig:
     schedule: Literal["cosine", "wsd"] = "cosine"
     warmup_steps: int = 20
     decay_fraction: float = 0.2
+    moments_dtype: Literal["fp32", "bf16"] = "fp32"  # bf16 as in DeepSeek-V3's FP8 recipe
 
 
 @dataclass

@@ -28,6 +28,7 @@ from model.balance import routers, update_expert_bias
 from pretrain import checkpoint
 from pretrain.config import PretrainConfig
 from pretrain.metrics import MetricsWriter, device_peak_flops
+from pretrain.optim import AdamWStateDtype
 from pretrain.schedule import bias_speed_at, lr_at, mtp_weight_at
 from recipes.config import config_to_dict, load_config
 
@@ -96,12 +97,15 @@ def wrap(model: Transformer, cfg: PretrainConfig, rt: Runtime):
 
 
 def make_optimizer(model, cfg: PretrainConfig, device) -> torch.optim.AdamW:
-    """AdamW; no weight decay on vectors (norm gains)."""
+    """AdamW; no weight decay on vectors (norm gains); optionally bf16 moments."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.optim.weight_decay},
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
-                             eps=cfg.optim.eps, fused=device.type == "cuda")
+    o = cfg.optim
+    if o.moments_dtype == "bf16":
+        return AdamWStateDtype(groups, lr=o.lr, betas=o.betas, eps=o.eps, state_dtype=torch.bfloat16)
+    return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps,
+                             fused=device.type == "cuda")
 
 
 def _to(batch: dict, device) -> dict:

@@ -1,0 +1,288 @@
+"""verifiers.code and verifiers.sandbox: extraction, comparison, both test forms, and escapes.
+
+Expected verdicts come from the task statement and the cited failure catalogue
+(docs/verification-and-eval.md 3.1-3.5), not from running our own code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+
+from verifiers import sandbox, verify
+from verifiers.code import extract_code, outputs_match, parse_tests, values_match
+
+ADD = {"inputs": ["1 2\n", "3 4\n", "10 -5\n"], "outputs": ["3\n", "7\n", "5\n"]}
+SLACK = 0.5  # hostile programs must finish within their deadline plus this
+
+
+def block(code: str, tag: str = "python") -> str:
+    return f"<think>Let me write it.</think>\nHere is my solution.\n```{tag}\n{code}\n```\n"
+
+
+def timed(*args, **kwargs):
+    start = time.monotonic()
+    verdict = verify("code", *args, **kwargs)
+    return verdict, time.monotonic() - start
+
+
+def uid_processes(min_uid: int) -> list[int]:
+    """Pids of live processes whose real uid is at least min_uid (the sandbox's run uids)."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                uid = next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
+        except (OSError, StopIteration):
+            continue
+        if uid >= min_uid:
+            pids.append(int(pid))
+    return pids
+
+
+# --- extraction and reference parsing ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("```python\nprint(1)\n```", "print(1)\n"),
+    ("```\nprint(2)\n```", "print(2)\n"),                                  # untagged counts
+    ("```py\na\n```\ntext\n```python\nb\n```", "b\n"),                      # the last one wins
+    ("```python\nb\n```\n```cpp\nint main(){}\n```", "b\n"),                # non-Python skipped
+    ("```python\nx\n```\n```python\ntruncated", "x\n"),                     # unclosed fence ignored
+    ("  ```python\n  indented()\n  ```", "  indented()\n"),
+    ("no fences at all", None),
+    ("```python\n\n```", None),                                             # empty block
+])
+def test_extract_code(text, expected):
+    assert extract_code(text) == expected
+
+
+def test_only_text_after_think_counts_and_unclosed_think_fails():
+    inside = "<think>```python\nprint(3)\n```</think>no code here"
+    assert verify("code", inside, ADD).reason == "no code block"
+    unclosed = "<think>```python\nprint(3)\n```"
+    assert verify("code", unclosed, ADD).reason == "unclosed <think>"
+
+
+def test_reference_forms_and_errors():
+    assert parse_tests(json.dumps(ADD))[0] == "stdio"
+    lcb = {"fn_name": "f", "inputs": ["[1, 2]\n3"], "outputs": ["[4]"]}  # LiveCodeBench text form
+    assert parse_tests(lcb) == ("call", "f", [[[1, 2], 3]], [[4]])
+    for bad in ({"inputs": ["1"]}, {"inputs": ["1"], "outputs": []}, "not json", 5):
+        with pytest.raises(ValueError):
+            parse_tests(bad)
+
+
+# --- output comparison (LiveCodeBench rules, 3.2) --------------------------------------------------
+
+
+@pytest.mark.parametrize("got, expected, ok", [
+    ("3\n", "3", True),
+    ("3   \n7\t\n\n\n", "3\n7", True),                                    # trailing whitespace
+    ("1 2  3", "1 2 3", True),                                            # token-wise
+    ("3\n", "3\n7\n", False),                                             # open-r1's zip() bug
+    ("3\n7\n9\n", "3\n7\n", False),                                       # extra line
+    ("0.30000000000000004", "0.3", True),                                 # float within 1e-6 rel
+    ("0.3001", "0.3", False),
+    ("3.0", "3", True),                                                   # by value
+    ("50000000000000001", "50000000000000000", False),                    # ints exact (3.2)
+    ("1" + "0" * 5000, "1" + "0" * 5000, True),                           # past int()'s digit cap
+    ("YES", "yes", False),
+    ("nan", "nan", True), ("inf", "1e400", False),
+])
+def test_outputs_match(got, expected, ok):
+    assert outputs_match(got, expected) is ok
+
+
+def test_tolerances_are_options():
+    assert not outputs_match("1.001", "1.0", rtol=1e-6)
+    assert outputs_match("1.001", "1.0", rtol=1e-2)
+    assert outputs_match("0.0000000001", "0", rtol=1e-6, atol=1e-9)
+    assert not outputs_match("0.0001", "0", rtol=1e-6, atol=1e-9)
+    assert values_match((1, [2.0000001]), [1, [2]]) and not values_match([True], [1])
+
+
+# --- running programs ----------------------------------------------------------------------------
+
+
+def test_stdio_correct_wrong_and_partial():
+    good = verify("code", block("a, b = map(int, input().split())\nprint(a + b)"), ADD)
+    assert (good.correct, good.score, good.reason) == (True, 1.0, "ok")
+    assert good.extracted.startswith("a, b = map")
+    wrong = verify("code", block("a, b = map(int, input().split())\nprint(a * b)"), ADD)
+    assert (wrong.correct, wrong.score, wrong.reason) == (False, 0.0, "0/3 tests passed")
+    partial = verify("code", block("a, b = map(int, input().split())\nprint(a + b if b > 0 else 0)"),
+                     ADD)
+    assert partial.reason == "2/3 tests passed" and partial.score == pytest.approx(2 / 3)
+
+
+def test_stdio_reads_fd0_buffer_and_threads():
+    fast_io = "import sys\na, b = map(int, open(0).read().split())\nsys.stdout.buffer.write(b'%d\\n' % (a + b))"
+    assert verify("code", block(fast_io), ADD).correct
+    threaded = ("import threading, sys\nthreading.stack_size(1 << 26)\n"
+                "def main():\n    a, b = map(int, sys.stdin.readline().split())\n    print(a + b)\n"
+                "threading.Thread(target=main).start()")
+    assert verify("code", block(threaded), ADD).correct
+
+
+def test_exit_codes():
+    assert verify("code", block("a, b = map(int, input().split())\nprint(a + b)\nexit(0)"), ADD).correct
+    bad = verify("code", block("a, b = map(int, input().split())\nprint(a + b)\nexit(1)"), ADD)
+    assert not bad.correct and bad.reason == "runtime error: exit code 1"
+
+
+def test_function_call_cases():
+    ref = {"fn_name": "add", "inputs": [[1, 2], [0.1, 0.2], [[1], [2]]], "outputs": [3, 0.3, [1, 2]]}
+    assert verify("code", block("def add(a, b):\n    return a + b"), ref).correct
+    cls = "class Solution:\n    def add(self, a, b):\n        return a + b"
+    assert verify("code", block(cls), ref).correct
+    wrong = verify("code", block("def add(a, b):\n    return a - b"), ref)
+    assert wrong.reason == "0/3 tests passed"
+    lcb = {"fn_name": "twoSum", "inputs": ["[2, 7, 11]\n9", "[3, 3]\n6"], "outputs": ["[0, 1]", "[0, 1]"]}
+    two_sum = ("class Solution:\n    def twoSum(self, nums, target):\n"
+               "        seen = {}\n        for i, x in enumerate(nums):\n"
+               "            if target - x in seen:\n                return (seen[target - x], i)\n"
+               "            seen[x] = i")
+    assert verify("code", block(two_sum), lcb).correct  # a tuple equals a JSON list
+    apps = {"fn_name": "f", "inputs": [[2]], "outputs": [[4]]}  # APPS wraps call outputs in a list
+    assert verify("code", block("def f(x):\n    return x * x"), apps).correct
+
+
+def test_float_tolerance_through_the_sandbox():
+    ref = {"inputs": [""], "outputs": ["0.333333"]}
+    prog = block("print(1 / 3)")
+    assert verify("code", prog, ref).correct
+    assert not verify("code", prog, ref, rtol=1e-9, atol=0.0).correct
+
+
+def test_line_count_mismatch_fails():
+    ref = {"inputs": [""], "outputs": ["1\n2\n"]}
+    assert verify("code", block("print(1)"), ref).reason == "0/1 tests passed"
+
+
+def test_error_reasons():
+    assert verify("code", block("def f(:\n    pass"), ADD).reason == "syntax error"
+    assert verify("code", block("1 / 0"), ADD).reason == "runtime error: ZeroDivisionError: division by zero"
+    assert verify("code", block("x = bytearray(1 << 40)"), ADD, memory_mb=512).reason == "memory limit"
+    assert verify("code", "just prose", ADD).reason == "no code block"
+
+
+# --- escape attempts: each fails safely and finishes within its deadline + SLACK -------------------
+
+ONE = {"inputs": [""], "outputs": ["blocked"]}
+
+
+def test_network_is_blocked():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.1)
+    port = server.getsockname()[1]
+    prog = ("import socket\ntry:\n"
+            f"    socket.create_connection(('127.0.0.1', {port}), timeout=1)\n    print('open')\n"
+            "except OSError:\n    print('blocked')")
+    verdict, elapsed = timed(block(prog), ONE, deadline_s=3)
+    with pytest.raises(socket.timeout):
+        server.accept()  # nothing reached us
+    server.close()
+    assert verdict.correct, verdict
+    assert elapsed < 3 + SLACK
+    assert sandbox.isolation().network in ("netns", "socket-guard")
+
+
+def test_cannot_write_outside_the_temp_dir(tmp_path):
+    targets = [f"/tmp/escape_{uuid.uuid4().hex}", str(tmp_path / "escape"),
+               os.path.join(os.getcwd(), f"escape_{uuid.uuid4().hex}")]
+    prog = "\n".join(f"try:\n    open({t!r}, 'w').write('x')\nexcept OSError:\n    pass"
+                     for t in targets) + "\nopen('inside.txt', 'w').write('ok')\nprint('blocked')"
+    assert verify("code", block(prog), ONE).correct  # writing its own cwd works
+    for t in targets:
+        assert not os.path.exists(t), t
+
+
+def test_cannot_read_parent_environment(monkeypatch):
+    secret = uuid.uuid4().hex
+    monkeypatch.setenv("DISTILLERY_TEST_SECRET", secret)
+    prog = ("import os\nfound = any('" + secret + "' in v for v in os.environ.values())\n"
+            "for pid in os.listdir('/proc'):\n    try:\n"
+            "        found |= '" + secret + "'.encode() in open(f'/proc/{pid}/environ', 'rb').read()\n"
+            "    except OSError:\n        pass\n"
+            "print('found' if found else 'blocked')")
+    assert verify("code", block(prog), ONE).correct
+
+
+def test_fork_bomb_is_bounded():
+    prog = ("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass")
+    verdict, elapsed = timed(block(prog), ONE, test_timeout_s=1.0, deadline_s=2.0)
+    assert not verdict.correct and elapsed < 2.0 + SLACK
+    time.sleep(0.2)
+    assert uid_processes(sandbox._UID_BASE) == []  # nothing of the run lives on
+
+
+def test_infinite_loops_hit_the_deadline():
+    verdict, elapsed = timed(block("while True:\n    pass"), ADD, test_timeout_s=0.5, deadline_s=1.0)
+    assert verdict.reason == "timeout" and elapsed < 1.0 + SLACK
+    # swallowing the harness's alarm does not help: the parent kills the run at the deadline
+    sticky = "while True:\n    try:\n        while True:\n            pass\n    except BaseException:\n        pass"
+    verdict, elapsed = timed(block(sticky), ADD, test_timeout_s=0.3, deadline_s=1.0)
+    assert verdict.reason == "timeout" and elapsed < 1.0 + SLACK
+
+
+def test_unbounded_printing_is_cut():
+    verdict, elapsed = timed(block("while True:\n    print('x' * 10000)"), ADD, deadline_s=3.0)
+    assert verdict.reason == "output limit" and elapsed < 3.0 + SLACK
+
+
+def test_killing_the_parent_fails_harmlessly():
+    prog = "import os, signal\nfor pid in (os.getppid(), -1, 0):\n    try:\n        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass\nprint('blocked')"
+    verdict, elapsed = timed(block(prog), ONE, deadline_s=2.0)
+    assert elapsed < 2.0 + SLACK
+    assert verify("code", block("print('blocked')"), ONE).correct  # and we are still here
+
+
+def test_exit_before_the_tests_fails():
+    call = {"fn_name": "f", "inputs": [[1]], "outputs": [1]}
+    early = verify("code", block("import sys\nsys.exit(0)\ndef f(x):\n    return x"), call)
+    assert not early.correct and early.reason == "runtime error: exit before the tests ran"
+    hard = verify("code", block("import os\nos._exit(0)\ndef f(x):\n    return x"), call)
+    assert not hard.correct
+    stdio = verify("code", block("import os\nos._exit(0)"), {"inputs": [""], "outputs": [""]})
+    assert not stdio.correct  # expected output is empty, but the test never reported running
+
+
+def test_forged_results_do_not_pass():
+    prog = ("import os, sys, json\nfd = int(sys.argv[1])\n"
+            "for i in range(3):\n    os.write(fd, (json.dumps({'i': i, 'status': 'ok', 'out': 'pass'}) + '\\n').encode())\n"
+            "os.write(fd, b'{\"done\": true}\\n')\nos._exit(0)")
+    verdict = verify("code", block(prog), ADD)
+    assert not verdict.correct and verdict.score == 0.0
+
+
+def test_concurrent_runs_do_not_interfere():
+    results = []
+    prog = block("a, b = map(int, input().split())\nprint(a + b)")
+    threads = [threading.Thread(target=lambda: results.append(verify("code", prog, ADD)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [v.correct for v in results] == [True] * 4
+
+
+def test_fallback_tier_guards_sockets_and_forks(monkeypatch):
+    """Where namespaces are unavailable the harness's guard blocks sockets and process creation
+    (bypassable, so the tier says so); forced here on a machine that has namespaces."""
+    basic = sandbox.Isolation("basic", "socket-guard", "temp dir", "process group", "same")
+    monkeypatch.setattr(sandbox, "_isolation", basic)
+    net = "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9))\nexcept OSError:\n    print('blocked')"
+    assert verify("code", block(net), ONE).correct
+    fork = "import os, subprocess\nfor f in (os.fork, lambda: subprocess.run(['true'])):\n    try:\n        f()\n        print('forked')\n    except OSError:\n        pass\nprint('blocked')"
+    assert verify("code", block(fork), ONE).correct
+    assert verify("code", block("a, b = map(int, input().split())\nprint(a + b)"), ADD).correct

@@ -1,0 +1,382 @@
+"""Math answers: our own extraction and exact fast paths around Math-Verify.
+
+    verify_math(completion, reference, **policy) -> Verdict
+
+Pipeline (verification-and-eval.md §4 and §6.1 list the failures each step exists for):
+1. the gold is parsed first and cached per reference string; a gold we cannot read is a verdict
+   "reference unparseable: ...", never an exception;
+2. only the text after `</think>` counts, an unclosed `<think>` scores 0;
+3. the answer span: the last `\\boxed{}` group, else the last `####` / "Final Answer:" /
+   "the answer is" line, else (unless `require_anchor`) the last line (verifiers/answers.py);
+4. the span is split into answers; alternatives ("5 or 6") score 0 and a multi-answer span
+   must equal the gold set (order-insensitive) -- overlap is not enough (MV issue #47);
+5. plain numbers on both sides are compared as exact rationals without sympy
+   (verifiers/numbers.py); everything else goes to Math-Verify, but only the short span, only
+   after a magnitude pre-check, and with its parse checked to cover the whole span;
+6. numbers that come back from sympy are compared exactly (Rational) or at 30 digits before
+   Math-Verify's 6-decimal rounding could call 1/2^99 equal to 1/2^98 (MV issue #14).
+
+Policy options (keyword arguments, all with defaults):
+    decimal_comma=False  `3,5` is two answers (a list); True reads it as 3.5 and `1.234,5` as 1234.5.
+    percent="equal"      "equal": `x%` equals both `x` and `x/100` when only one side carries `%`
+                         (Math-Verify 0.9 has 9% == 9; many golds write 0.5 for 50%); two bare
+                         numbers are never rescaled, so 50 != 0.5 (Qwen's grader gets that wrong).
+                         "strict": `x%` is exactly x/100. "strip": `x%` is exactly x.
+    units="strip"        trailing unit words are dropped (`10 cm` == 10). "match": when both sides
+                         carry unit text it must be the same word (`10 cm` != `10 m`).
+    tolerance=0.0        relative tolerance for numeric equality; 0 is exact.
+    gold_precision=True  a decimal gold with >= 2 places is taken as rounded (1/3 matches 0.33);
+                         a prediction with >= 6 decimal places matches an exact gold that rounds to it.
+    timeout_s=5.0        soft deadline (SIGALRM/setitimer) over the sympy stage, only when called
+                         in a main thread and no earlier outer timer would fire first; elsewhere the
+                         VerifierPool's hard per-sample deadline is the bound. None disables it.
+    require_anchor=False True: no box and no answer line means "no answer found" (no last-line guess).
+    think_in_prompt=False True: the prompt opened `<think>`, so a completion with no tags is unfinished.
+Degrees: `30^\\circ` equals 30, and equals pi/6 when the other side is a rational multiple of pi.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import NamedTuple
+
+from verifiers.answers import (clean_span, extract_span, last_box, math_envs, split_answers,
+                               split_think)
+from verifiers.api import Verdict
+from verifiers.numbers import (MAX_SPAN_CHARS, Num, close, magnitude_issue, numbers_equal,
+                               parse_number, several_numbers, structural_key)
+
+PERCENT_MODES = ("equal", "strict", "strip")
+UNIT_MODES = ("strip", "match")
+MAX_ANSWERS = 20
+
+
+@dataclass(frozen=True)
+class MathPolicy:
+    """The options of verify_math; see the module docstring for what each one means."""
+
+    decimal_comma: bool = False
+    percent: str = "equal"
+    units: str = "strip"
+    tolerance: float = 0.0
+    gold_precision: bool = True
+    timeout_s: float | None = 5.0
+    require_anchor: bool = False
+    think_in_prompt: bool = False
+
+    def __post_init__(self):
+        if self.percent not in PERCENT_MODES:
+            raise ValueError(f"percent={self.percent!r}; choose one of {PERCENT_MODES}")
+        if self.units not in UNIT_MODES:
+            raise ValueError(f"units={self.units!r}; choose one of {UNIT_MODES}")
+        if not 0 <= self.tolerance < 1:
+            raise ValueError(f"tolerance={self.tolerance!r} must be in [0, 1)")
+
+
+def verify_math(completion: str, reference, **options) -> Verdict:
+    """Score one completion against a gold answer (a short answer, a `\\boxed{}` solution, or a
+    GSM8K rationale ending in `#### x`). Never raises on a completion; bad options raise."""
+    try:
+        policy = MathPolicy(**options)
+    except TypeError as e:
+        raise ValueError(f"verify_math: {e}") from None
+    try:
+        with _soft_deadline(policy.timeout_s):
+            return _verify(completion, reference, policy)
+    except _Deadline:
+        return Verdict.fail("timeout")
+    except RecursionError:
+        return Verdict.fail("nesting too deep")
+    except Exception as e:  # a verifier must not take a run down; the reason keeps it visible
+        return Verdict.fail(f"internal error: {type(e).__name__}: {str(e)[:200]}")
+
+
+def _verify(completion: str, reference, policy: MathPolicy) -> Verdict:
+    key = _reference_key(reference)
+    if key is None:
+        return Verdict.fail(f"reference unparseable: {type(reference).__name__}")
+    gold = _parse_gold(key, policy.decimal_comma)
+    if gold.error:
+        return Verdict.fail(f"reference unparseable: {gold.error}")
+    _, answer_text, closed = split_think(completion, policy.think_in_prompt)
+    if not closed:
+        return Verdict.fail("unclosed <think>")
+    if not answer_text:
+        return Verdict.fail("no answer after </think>" if completion.strip() else "empty completion")
+    span, how = extract_span(answer_text, policy.require_anchor)
+    if span is None:
+        return Verdict.fail(how)
+    span = clean_span(span)
+    extracted = span[:500]
+    if not span:
+        return Verdict.fail("empty answer", extracted)
+    if len(span) > MAX_SPAN_CHARS:
+        return Verdict.fail(f"answer span too long ({len(span)} chars)", extracted)
+    preds, hedged = split_answers(span, policy.decimal_comma)
+    if not preds:
+        return Verdict.fail("empty answer", extracted)
+    if len(gold.answers) == 1:
+        if hedged:
+            return Verdict.fail("hedged answer", extracted)
+        if len(preds) > 1:
+            return Verdict.fail("several answers for a single reference", extracted)
+        ok, reason = _match(preds[0], gold.answers[0], policy)
+    elif len(preds) != len(gold.answers):
+        return Verdict.fail(f"{len(preds)} answers for a reference with {len(gold.answers)}", extracted)
+    else:
+        ok, reason = _match_sets(preds, gold.answers, policy)
+    return Verdict(ok, 1.0 if ok else 0.0, extracted, reason)
+
+
+# --------------------------------------------------------------------------------------------
+# The gold side, parsed once per reference string
+
+
+class GoldAnswer(NamedTuple):
+    text: str
+    num: Num | None  # set when the answer is a plain number
+    expr: object | None  # the sympy object from Math-Verify, when it is not a plain number
+    too_big: str | None  # set when only a structural comparison is safe
+
+
+class Gold(NamedTuple):
+    answers: tuple[GoldAnswer, ...]
+    error: str | None = None
+
+
+def _reference_key(reference) -> str | None:
+    if isinstance(reference, bool) or reference is None:
+        return None
+    if isinstance(reference, (int, float, Fraction)):
+        return str(reference)
+    if isinstance(reference, (list, tuple)) and reference and all(isinstance(r, (str, int)) for r in reference):
+        return ", ".join(str(r) for r in reference)
+    return reference if isinstance(reference, str) else None
+
+
+def gold_span(reference: str) -> str:
+    """The answer part of a reference: its last box, the text after `####`, the math of a
+    `$125$ miles` style answer, or the whole string."""
+    box = last_box(reference)
+    if box.content is not None:
+        return box.content
+    if "####" in reference:
+        lines = reference.rsplit("####", 1)[1].strip().splitlines()
+        return lines[0] if lines else ""
+    stripped = clean_span(reference)
+    if "$" in stripped or "\\(" in stripped:
+        return math_envs(reference) or stripped
+    return stripped
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_gold(reference: str, decimal_comma: bool) -> Gold:
+    span = clean_span(gold_span(reference))
+    if not span:
+        return Gold((), "empty reference")
+    if len(span) > MAX_SPAN_CHARS:
+        return Gold((), f"answer longer than {MAX_SPAN_CHARS} chars")
+    texts, _ = split_answers(span, decimal_comma)
+    if not texts or len(texts) > MAX_ANSWERS:
+        return Gold((), f"{len(texts)} answers in {span[:80]!r}")
+    answers = []
+    for text in texts:
+        num = parse_number(text, decimal_comma)
+        issue = None if num is not None else magnitude_issue(text)
+        expr = None
+        if num is None and issue is None:
+            expr, why = _mv_parse(text, check_full=False)
+            if expr is None:
+                return Gold((), f"{why}: {text[:80]!r}")
+        answers.append(GoldAnswer(text, num, expr, issue))
+    return Gold(tuple(answers))
+
+
+# --------------------------------------------------------------------------------------------
+# Comparing one predicted answer with one gold answer
+
+
+def _match_sets(preds: list[str], golds: tuple[GoldAnswer, ...], policy: MathPolicy) -> tuple[bool, str]:
+    """Set equality: every gold answer is matched by a distinct predicted answer."""
+    unused = list(preds)
+    for gold in golds:
+        for k, pred in enumerate(unused):
+            if _match(pred, gold, policy)[0]:
+                del unused[k]
+                break
+        else:
+            return False, "answer set differs from reference"
+    return True, "ok"
+
+
+def _match(pred: str, gold: GoldAnswer, policy: MathPolicy) -> tuple[bool, str]:
+    if several_numbers(pred):
+        return False, "several numbers in one answer"
+    pnum = parse_number(pred, policy.decimal_comma)
+    if pnum is not None and gold.num is not None:
+        same = numbers_equal(pnum, gold.num, percent=policy.percent, tolerance=policy.tolerance,
+                             gold_precision=policy.gold_precision, units=policy.units)
+        if same is not None:
+            return same, "ok" if same else "wrong answer"
+    issue = magnitude_issue(pred) if pnum is None else None
+    if gold.too_big or issue:
+        same = structural_key(pred) == structural_key(gold.text)
+        return same, "ok (compared as text: too large to evaluate)" if same else (issue or gold.too_big)
+    expr, why = _mv_parse(pred, check_full=True)
+    if expr is None:
+        return False, why
+    gold_expr = gold.expr if gold.expr is not None else _num_to_sympy(gold.num)
+    same = _numbers_exact(gold_expr, expr, gold.num, policy)
+    if same is None:
+        same = _mv().verify([gold_expr], [expr], float_rounding=6, timeout_seconds=None)
+    return bool(same), "ok" if same else "wrong answer"
+
+
+def _num_to_sympy(num: Num):
+    import sympy
+
+    value = sympy.Rational(num.value.numerator, num.value.denominator)
+    return value * sympy.pi if num.pi else value
+
+
+def _numbers_exact(gold, pred, gold_num: Num | None, policy: MathPolicy) -> bool | None:
+    """Exact comparison for closed-form numbers: Rational vs Rational exactly, others at 30
+    significant digits. None when either side is not a plain number (sets, symbols, relations)."""
+    import sympy
+
+    if not (isinstance(gold, sympy.Expr) and isinstance(pred, sympy.Expr)):
+        return None
+    if gold.free_symbols or pred.free_symbols or not (gold.is_number and pred.is_number):
+        return None
+    g, p = gold.doit(), pred.doit()
+    if g.is_Rational and p.is_Rational:
+        gv, pv = Fraction(int(g.p), int(g.q)), Fraction(int(p.p), int(p.q))
+        if close(pv, gv, policy.tolerance):
+            return True
+        return bool(policy.gold_precision and gold_num is not None and gold_num.decimals is not None
+                    and gold_num.decimals >= 2 and _rounds_to(p, gv, gold_num.decimals))
+    if g.is_finite is False or p.is_finite is False or g.has(sympy.nan) or p.has(sympy.nan):
+        return g == p
+    gn, pn = sympy.N(g, 30), sympy.N(p, 30)
+    if not (gn.is_number and pn.is_number) or gn.has(sympy.nan) or pn.has(sympy.nan):
+        return None
+    scale = max(abs(gn), abs(pn))
+    if bool(abs(gn - pn) <= max(sympy.Float(policy.tolerance), sympy.Float("1e-20")) * scale):
+        return True
+    if policy.gold_precision and gold_num is not None and gold_num.decimals is not None \
+            and gold_num.decimals >= 2:
+        return _rounds_to(p, gold_num.value, gold_num.decimals)
+    return False
+
+
+def _rounds_to(pred, gold: Fraction, places: int) -> bool:
+    import sympy
+
+    half_ulp = sympy.Rational(1, 2 * 10 ** places)
+    diff = sympy.N(pred - sympy.Rational(gold.numerator, gold.denominator), 30)
+    return bool(diff.is_real and abs(diff) <= half_ulp)
+
+
+# --------------------------------------------------------------------------------------------
+# Math-Verify, its parse-completeness check, and the soft deadline
+
+
+@functools.lru_cache(maxsize=1)
+def _mv():
+    import math_verify
+
+    for name in ("math_verify.parser", "math_verify.grader"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _QuietTimeoutWarning) for f in log.filters):
+            log.addFilter(_QuietTimeoutWarning())
+    return math_verify
+
+
+class _QuietTimeoutWarning(logging.Filter):
+    """We pass timeout=None on purpose (our own deadline covers the stage); drop MV's warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Timeout is disabled")
+
+
+def _mv_parse(text: str, check_full: bool) -> tuple[object | None, str]:
+    """Parse one answer with Math-Verify's LaTeX extractor only (its plain-expression extractor
+    is what turns `4\\sqrt(2)` into 4, MV issue #41) and, for predictions, require that the
+    LaTeX parser consumed the whole normalised span, so a fallback to the last `=` (`\\forall
+    x>0, f(x)=0` -> 0, MV issue #64) or a dropped tail counts as a partial parse."""
+    mv = _mv()
+    latex = " ".join(text.replace("\\$", "").replace("$", " ").split())
+    config = _latex_config()
+    result = mv.parse(f"${latex}$", extraction_config=config, fallback_mode="first_match",
+                      extraction_mode="first_match", parsing_timeout=None)
+    exprs = [r for r in result if not isinstance(r, str)]
+    if not exprs:
+        return None, "unparseable answer"
+    normalized = next((r for r in result if isinstance(r, str)), None)
+    if check_full and normalized is not None and not _fully_parsed(normalized):
+        return None, "partial parse"
+    return exprs[0], "ok"
+
+
+@functools.lru_cache(maxsize=1)
+def _latex_config():
+    return [_mv().LatexExtractionConfig()]
+
+
+@functools.lru_cache(maxsize=1024)
+def _fully_parsed(normalized: str) -> bool:
+    try:
+        from antlr4 import Token
+        from latex2sympy2_extended.latex2sympy2 import _Latex2Sympy
+    except ImportError:  # private API of the pinned latex2sympy2_extended; skip the check if gone
+        return True
+    parser = _Latex2Sympy().create_parser(normalized)
+    try:
+        parser.math()
+    except Exception:
+        return False
+    return parser.getCurrentToken().type == Token.EOF
+
+
+class _Deadline(BaseException):
+    """BaseException so Math-Verify's `except Exception` cannot swallow it."""
+
+
+@contextmanager
+def _soft_deadline(seconds: float | None):
+    """A SIGALRM deadline that nests: it is skipped off the main thread and when an outer timer
+    would fire first, and an outer timer is re-armed with its remaining time afterwards (MV's own
+    `alarm(0)` would cancel it, verification-and-eval.md §1.5)."""
+    usable = (seconds is not None and seconds > 0 and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    outer_left, outer_interval = signal.getitimer(signal.ITIMER_REAL) if usable else (0.0, 0.0)
+    if not usable or (outer_left and outer_left <= seconds):
+        yield
+        return
+
+    def fire(signum, frame):
+        raise _Deadline()
+
+    try:
+        previous = signal.signal(signal.SIGALRM, fire)
+    except ValueError:  # not the main interpreter
+        yield
+        return
+    start = time.monotonic()
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
+        if outer_left:
+            left = max(outer_left - (time.monotonic() - start), 1e-3)
+            signal.setitimer(signal.ITIMER_REAL, left, outer_interval)
+
