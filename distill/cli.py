@@ -18,7 +18,7 @@ import importlib
 import sys
 from importlib import metadata
 
-COMMAND_MODULES = ["distill.cli_model", "distill.cli_pretrain", "distill.cli_tokenizer", "distill.cli_verify"]
+COMMAND_MODULES = ["distill.cli_model", "distill.cli_pretrain", "distill.cli_tokenizer", "distill.cli_verify", "distill.cli_eval", "distill.cli_data"]
 
 
 def add_group(subparsers: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:

@@ -32,6 +32,7 @@ class _Trace:
         self.base = rendered + (THINK_OPEN + "\n" if self.forced_open else "")
         self.seed, self.waits_left = seed, waits
         self.thought, self.used, self.calls = "", 0, 0
+        self.forced = ""  # text appended by us after thinking (`</think>`, the answer prefix)
         self.prompt_tokens: int | None = None
         self.thinking = True
 
@@ -63,7 +64,7 @@ def _think_step(generator: Generator, traces: list[_Trace], budget: int, samplin
                 continue
             t.thinking = False
             if not t.thought.endswith(THINK_CLOSE):  # out of budget (or EOS): force the end
-                t.thought += "\n" + THINK_CLOSE + "\n\n"
+                t.forced = "\n" + THINK_CLOSE + "\n\n"
 
 
 def force_budget(generator: Generator, prompts: Sequence[Prompt], budget: int,
@@ -86,18 +87,17 @@ def force_budget(generator: Generator, prompts: Sequence[Prompt], budget: int,
     while any(t.thinking for t in traces):
         _think_step(generator, traces, budget, sampling, wait_text, wait_tokens)
     for t in traces:
-        t.thought += answer_prefix
-    answers = generator.generate([t.base + t.thought for t in traces], 1,
+        t.forced += answer_prefix
+    answers = generator.generate([t.base + t.thought + t.forced for t in traces], 1,
                                  replace(sampling, max_new_tokens=answer_max_tokens),
                                  seeds=[[sample_seed(t.seed, "answer")] for t in traces])
     samples = []
     for t, (a,) in zip(traces, answers):
-        forced = generator.count_tokens(t.thought) or 0  # the whole thought, re-encoded ...
-        text = (THINK_OPEN + "\n" if t.forced_open else "") + t.thought + a.text
-        samples.append(Sample(
-            text, a.finish_reason, t.prompt_tokens or a.prompt_tokens,
-            t.used + max(0, forced - t.used) + a.completion_tokens,  # ... covers forced tokens
-            reasoning_tokens=t.used, think_opened=not t.forced_open))
+        forced_tokens = (generator.count_tokens(t.forced) or 0) if t.forced else 0
+        text = (THINK_OPEN + "\n" if t.forced_open else "") + t.thought + t.forced + a.text
+        samples.append(Sample(text, a.finish_reason, t.prompt_tokens or a.prompt_tokens,
+                              t.used + forced_tokens + a.completion_tokens, reasoning_tokens=t.used,
+                              think_opened=not t.forced_open))
     return samples
 
 

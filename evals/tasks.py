@@ -88,10 +88,12 @@ def step_values(steps: list[dict], override: dict[int, Fraction] | None = None) 
 class _Steps:
     """Builds `meta["steps"]`: `S(op, *args, label=...)` appends a step and returns its "#i" ref."""
 
-    def __init__(self, limit: int | None = None):
+    def __init__(self, limit: int | None = None, den_limit: int | None = None, nonzero: bool = False):
         self.steps: list[dict] = []
         self.values: list[Fraction] = []
-        self.limit = limit  # reject candidates whose intermediate values grow past this
+        # Rejection knobs: values past `limit`, denominators past `den_limit`, and zero results
+        # (`x - x` is a dull step, and a zero factor would swallow a planted error downstream).
+        self.limit, self.den_limit, self.nonzero = limit, den_limit, nonzero
 
     def __call__(self, op: str, *args, label: str = "{calc}.") -> str:
         enc = [a if isinstance(a, str) else fmt_plain(Fraction(a)) for a in args]
@@ -100,7 +102,8 @@ class _Steps:
             v = apply_op(op, step_args(self.steps, self.values, len(self.steps) - 1))
         except ZeroDivisionError:
             raise _Reject from None
-        if self.limit is not None and (abs(v.numerator) > self.limit or v.denominator > self.limit):
+        if ((self.limit and abs(v) > self.limit) or (self.den_limit and v.denominator > self.den_limit)
+                or (self.nonzero and v == 0)):
             raise _Reject
         self.steps[-1]["result"] = fmt_plain(v)
         self.values.append(v)
@@ -158,7 +161,8 @@ def _tree_steps(node, S: _Steps, parent: str | None = None, paren: bool = False)
     if paren:
         label = "Inside the parentheses, {calc}."
     elif parent in ("+", "-") and _PREC[op] == 2:
-        label = "Multiplication comes before addition and subtraction: {calc}."
+        word = "Multiplication" if op == "*" else "Division"
+        label = f"{word} comes before addition and subtraction: {{calc}}."
     else:
         label = "{calc}."
     return S(op, a, b, label=label)
@@ -170,7 +174,7 @@ def _arithmetic(rng: random.Random, d: int) -> Candidate:
     hi = (9, 20, 50, 99, 200)[d - 1]
     tree = _tree(rng, d + 1, lambda: rng.randint(1, hi), ["+", "-", "*"])
     expr = _render(tree, str, {"+": "+", "-": "-", "*": "*"})
-    S = _Steps(limit=10 ** (d + 3))
+    S = _Steps(limit=10 ** (d + 3), nonzero=True)
     _tree_steps(tree, S)
     ask = rng.choice(["Compute {e}.", "What is {e}?", "Evaluate {e}.", "Find the value of {e}."])
     return Candidate(expr, ask.format(e=expr), S, {"expression": expr})
@@ -193,9 +197,9 @@ def _move_const(S: _Steps, total, const, then: str) -> str:
 
 def _linear(rng: random.Random, d: int) -> Candidate:
     v = rng.choice("xxxyn")
-    hi = (10, 20, 30, 50, 100)[d - 1]
+    hi = (15, 20, 30, 50, 100)[d - 1]
     x = rng.randint(1 if d == 1 else -hi, hi)
-    a = rng.randint(2, (9, 12, 15, 20, 30)[d - 1])
+    a = rng.randint(2, (12, 12, 15, 20, 30)[d - 1])
     b = rng.choice([1, -1]) * rng.randint(1, 2 * hi) if d > 1 else rng.randint(1, 2 * hi)
     form = rng.choice(("F1", "F2", "F3")[:min(d, 3)])
     S = _Steps()
@@ -231,9 +235,8 @@ def _fractions(rng: random.Random, d: int) -> Candidate:
         return Fraction(rng.randint(1, b - 1 if d < 4 else 2 * b), b)
 
     tree = _tree(rng, min(d + 1, 5), leaf, ops)
-    expr = _render(tree, lambda f: fmt_latex(f) if f.denominator > 1 else str(f),
-                   {"+": "+", "-": "-", "*": "\\times", "/": "\\div"})
-    S = _Steps(limit=10 ** (d + 3))
+    expr = _render(tree, fmt_latex, {"+": "+", "-": "-", "*": "\\times", "/": "\\div"})
+    S = _Steps(limit=10 ** (d + 1), den_limit=(60, 120, 240, 500, 1000)[d - 1], nonzero=True)
     _tree_steps(tree, S)
     ask = rng.choice(["Compute ${e}$. Give the answer as a fraction in lowest terms.",
                       "Simplify ${e}$.", "What is ${e}$? Write your answer in lowest terms."])
@@ -267,7 +270,7 @@ def _modular(rng: random.Random, d: int) -> Candidate:
     if isinstance(acc, int):
         raise _Reject  # a < m and e == 1 would need no step
     ask = rng.choice([f"Compute {a}^{e} mod {m}.", f"What is the remainder when {a}^{e} is divided by {m}?",
-                      f"Find {a}^{{{e}}} \\bmod {m}."])
+                      f"Find ${a}^{{{e}}} \\bmod {m}$."])
     return Candidate(f"pow|{a}|{e}|{m}", ask, S, {"form": "power", "operands": [a, e, m]})
 
 
@@ -280,17 +283,18 @@ _ITEMS = [("notebooks", "pens"), ("apples", "oranges"), ("stickers", "markers"),
 
 def _word(rng: random.Random, d: int) -> Candidate:
     """GSM-style templates; a template with s steps is eligible at difficulty >= s - 1."""
-    hi = (6, 10, 15, 25, 40)[d - 1]
+    hi = (12, 15, 20, 30, 50)[d - 1]
     (name, he), (name2, _) = rng.sample(_NAMES, 2)
     it1, it2 = rng.choice(_ITEMS)
     He, S = he.capitalize(), _Steps()
     t = rng.choice([t for t, steps in _WORD_STEPS.items() if steps <= d + 1])
     n = lambda lo=2, top=hi: rng.randint(lo, top)  # noqa: E731
     if t == "share":
-        k, each, a = n(), n(), 0
+        k, each = n(), n()
         a = rng.randint(1, k * each - 1)
-        nums, q = (a, k * each - a, k), (f"{name} has {a} {it1} and buys {k * each - a} more. {He} shares "
-                                          f"them equally among {k} friends. How many {it1} does each friend get?")
+        nums = (a, k * each - a, k)
+        q = (f"{name} has {a} {it1} and buys {k * each - a} more. {He} shares them equally among {k} "
+             f"friends. How many {it1} does each friend get?")
         tot = S("+", a, k * each - a, label=f"Altogether {name} has {{calc}} {it1}.")
         S("/", tot, k, label=f"Shared among {k} friends, each gets {{calc}}.")
     elif t == "workers":
@@ -307,7 +311,7 @@ def _word(rng: random.Random, d: int) -> Candidate:
         r = S("*", s, w, label="The savings come to {calc} dollars.")
         S("-", r, nums[2], label=f"After the gift, {{calc}} dollars are left.")
     elif t == "ages":
-        a, k, y = n(3), n(2, 4), n(1)
+        a, k, y = n(3, 10 + 3 * d), n(2, 4), n(1)  # keep the ages human
         b = rng.randint(1, a * k - 1)
         nums = (a, k, b, y)
         q = (f"{name} is {a} years old. {name2} is {k} times as old as {name}, and their cousin is {b} "
@@ -317,8 +321,8 @@ def _word(rng: random.Random, d: int) -> Candidate:
         S("+", r, y, label=f"In {y} years the cousin will be {{calc}}.")
     elif t == "bakery":
         a, b = n(), n()
-        c = rng.randint(1, a * b - 1)
-        nums = (a, b, c, rng.randint(0, a * b - c - 1) if a * b - c > 1 else 0)
+        c = rng.randint(1, a * b - 2)
+        nums = (a, b, c, rng.randint(1, a * b - c - 1))
         q = (f"A bakery makes {a} trays of muffins with {b} muffins on each tray. It sells {c} muffins in "
              f"the morning and {nums[3]} in the afternoon. How many muffins are left?")
         tot = S("*", a, b, label="The bakery makes {calc} muffins.")
@@ -404,7 +408,8 @@ def generate(task: str, n: int, split: str = "train", seed: int = 0, difficulty:
         attempts += 1
         if attempts > 200 * n + 1000:
             raise ValueError(f"synthetic task {task!r} at difficulty {difficulty} found only "
-                             f"{len(problems)} distinct {split} problems; ask for fewer or raise the difficulty")
+                             f"{len(problems)} distinct {split} problems; ask for fewer or raise "
+                             "the difficulty")
         try:
             cand = TASKS[task](rng, difficulty)
         except _Reject:

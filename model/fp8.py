@@ -108,10 +108,20 @@ def _emulated_gemms(pow2):
 
 def _scaled_mm_blockwise(a, a_scale, b_t, b_scale, out_dtype):
     """A (M, K) e4m3 with 1x128 scales (M, K/128); B given as b_t (N, K) e4m3 with either 128x128
-    scales (N/128, K/128) or 1x128 scales (N, K/128). Returns A @ B_t^T."""
-    # cuBLASLt wants the A scales column-major (stride (1, M)) and B column-major (b_t^T view).
+    scales (N/128, K/128) or 1x128 scales (N, K/128). Returns A @ B_t^T.
+
+    Scale layouts follow PyTorch's own blockwise tests (test_scaled_matmul_cuda.py): 1x128 scales
+    outer-dim-major, i.e. A's as an (M, K/128) view with strides (1, M) and B's as a row-major
+    (K/128, N); 128x128 scales as the (K/128, N/128) transposed view of the (N/128, K/128) tensor,
+    with K/128 a multiple of 4 (callers pad K to 512) since cuBLASLt pads that dim silently."""
     sa = a_scale.t().contiguous().t()
-    sb = b_scale.t()
+    if b_scale.shape[0] == b_t.shape[0]:
+        sb, recipe_b = b_scale.t().contiguous(), "BlockWise1x128"
+    else:
+        sb, recipe_b = b_scale.contiguous().t(), "BlockWise128x128"
+    if hasattr(F, "scaled_mm") and hasattr(F, "ScalingType"):
+        return F.scaled_mm(a, b_t.t(), sa, F.ScalingType.BlockWise1x128, sb,
+                           getattr(F.ScalingType, recipe_b), output_dtype=out_dtype)
     return torch._scaled_mm(a, b_t.t(), scale_a=sa, scale_b=sb, out_dtype=out_dtype)
 
 
@@ -124,8 +134,8 @@ def _cuda_quantizers():
 def _real_gemms(pow2, out_dtype=torch.float32):
     q_tiles, q_blocks = _cuda_quantizers()
 
-    def padded(t, rows=16):  # K, N multiples of 128 for the block recipes; M multiple of 16
-        return _pad_to(_pad_to(t, -1, TILE), -2, rows)
+    def padded(t, rows=16):  # K a multiple of 4 blocks (see above), M multiple of 16
+        return _pad_to(_pad_to(t, -1, 4 * TILE), -2, rows)
 
     def fprop(x2, w):
         M, N = x2.shape[0], w.shape[0]

@@ -144,24 +144,23 @@ def math_envs(text: str) -> str | None:
 
 def trim_sentence(rest: str, fallback: bool = False) -> str | None:
     """The answer inside an anchored sentence such as "The final answer is $28\\%$. I hope it is
-    correct." -> "28\\%"; with `fallback`, prose with no math falls back to its last number."""
+    correct." -> "28\\%". Prose before a copula ("The volume of $V$ is 120") is dropped unless
+    only words follow it ("Therefore $x \\geq 5$ is the solution"). With `fallback` (an
+    unanchored last line), prose with no math falls back to its first number after the copula."""
     rest = re.split(r"I hope it is correct|<\|", rest, maxsplit=1, flags=re.I)[0]
     rest = strip_markdown(rest).strip().lstrip(":：").strip()
-    if _PROSE_LEAD.match(rest):
-        copulas = list(_COPULA.finditer(rest))
-        if copulas:
-            rest = rest[copulas[-1].end():]
-        elif fallback and math_envs(rest) is None:
-            numbers = _NUMBER_TOKEN.findall(rest)
-            return numbers[-1].strip() if numbers else None
+    copulas = list(_COPULA.finditer(rest)) if _PROSE_LEAD.match(rest) else []
+    if copulas:
+        after = rest[copulas[-1].end():]
+        rest = after if re.search(r"\d|\$|\\[(\[]", after) else rest[:copulas[-1].start()]
     env = math_envs(rest)
     if env is not None:
         return env.strip() or None
-    rest = re.split(r"\.\s|\.$|,\s+(?!(?:and|or)\b)(?=[A-Za-z]{3,})", rest.strip(), maxsplit=1)[0]
-    if fallback and _PROSE_LEAD.match(rest):
+    rest = re.split(r"\.\s|\.$|,\s+(?!(?:and|or)\b)(?=[A-Za-z]{3,})", rest.strip(), maxsplit=1)[0].strip()
+    if fallback and (_PROSE_LEAD.match(rest) or re.search(r"[A-Za-z]{3,}\s+[A-Za-z]{3,}", rest)):
         numbers = _NUMBER_TOKEN.findall(rest)
-        return numbers[-1].strip() if numbers else None
-    return rest.strip() or None
+        return numbers[0 if copulas else -1].strip() if numbers else None
+    return rest or None
 
 
 def anchored_span(text: str) -> str | None:

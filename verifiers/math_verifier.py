@@ -233,10 +233,25 @@ def _match(pred: str, gold: GoldAnswer, policy: MathPolicy) -> tuple[bool, str]:
     if expr is None:
         return False, why
     gold_expr = gold.expr if gold.expr is not None else _num_to_sympy(gold.num)
+    if not _named_equation_or_value(gold_expr, expr):
+        return False, "equation where a value was expected"
     same = _numbers_exact(gold_expr, expr, gold.num, policy)
     if same is None:
         same = _mv().verify([gold_expr], [expr], float_rounding=6, timeout_seconds=None)
     return bool(same), "ok" if same else "wrong answer"
+
+
+def _named_equation_or_value(gold, pred) -> bool:
+    """Math-Verify compares a bare gold with the right side of any predicted equation, so
+    `3x+4y+14=0` "equals" 0 (MV issue #60). We accept `x = v`, `f(x) = v`, `(p,q) = (...)` only."""
+    import sympy
+    from sympy.core.function import AppliedUndef
+
+    if not isinstance(pred, sympy.Eq) or isinstance(gold, (sympy.core.relational.Relational, sympy.And)):
+        return True
+    lhs = pred.lhs
+    named = (sympy.Symbol, AppliedUndef)
+    return isinstance(lhs, named) or (isinstance(lhs, sympy.Tuple) and all(isinstance(a, named) for a in lhs.args))
 
 
 def _num_to_sympy(num: Num):

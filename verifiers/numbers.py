@@ -46,7 +46,8 @@ _CURRENCY_PRE = re.compile(r"^(?:\\\$|\$|usd|€|£|\\euro)\s*", re.I)
 _CURRENCY_POST = re.compile(r"\s*(?:dollars?|usd|€|\\\$|\$)$", re.I)
 # Unit text after a space: words of two or more letters, or a one-letter SI unit (`5 m`), so that
 # `2x` or `2 x^2` never lose their variable.
-_UNIT = re.compile(r"\s((?:(?:[a-z]{2,}|[mgslh])\.?\s*){1,3}(?:\^\s*\{?\s*[23]\s*\}?|[²³])?)$", re.I)
+_UNIT = re.compile(r"(?:\s|(?<=\d)(?=(?:[kcm]?m|k?g|mg|s|ms|min|h|m?l|ft|in|mi|lb|oz|cm|km)(?![a-z])))"
+                   r"((?:(?:[a-z]{2,}|[mgslh])\.?\s*){1,3}(?:\^\s*\{?\s*[23]\s*\}?|[²³])?)$", re.I)
 _VAR = re.compile(r"^([a-zA-Z](?:_\{?\w+\}?)?)\s*=\s*")
 _APPROX = re.compile(r"^(?:\\approx|approximately|about|exactly|=)\s*", re.I)
 

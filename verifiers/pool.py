@@ -36,8 +36,11 @@ from tqdm.auto import tqdm
 from verifiers import api
 from verifiers.api import Verdict
 
+# Imported once in the forkserver, so a (re)started worker has them already; math_verify is
+# imported lazily by verifiers.math_verifier, and a respawned worker importing it under a
+# sample's deadline could time that sample out.
 _PRELOAD = ["verifiers.api", "verifiers.sandbox", "verifiers.code", "verifiers.math_verifier",
-            "verifiers.choice", "verifiers.format"]
+            "verifiers.choice", "verifiers.format", "math_verify"]
 
 
 def sandbox_deadline_cap(timeout_s: float) -> float:
@@ -63,10 +66,11 @@ class VerifierPool:
         self.memory_mb, self.start_timeout_s = memory_mb, start_timeout_s
         self._ctx = mp.get_context(context)
         if context == "forkserver":
-            self._ctx.set_forkserver_preload(
-                [m for m in _PRELOAD if importlib.util.find_spec(m) is not None])
+            self._ctx.set_forkserver_preload([m for m in _PRELOAD if _importable(m)])
         self._workers = [self._start() for _ in range(self.num_workers)]
-        self.num_respawns = 0
+        # cumulative over map calls: samples the parent killed, workers that died under a sample,
+        # workers restarted, and the longest wall time one sample took (send to verdict)
+        self.stats = {"timeouts": 0, "crashes": 0, "respawns": 0, "max_sample_s": 0.0}
         self._closed = False
 
     # --- public --------------------------------------------------------------------------------
@@ -81,7 +85,7 @@ class VerifierPool:
         if len(completions) != len(references):
             raise ValueError(f"{len(completions)} completions but {len(references)} references")
         spec = tuple(api.KINDS[kind])  # passed on, so kinds registered at run time work too
-        if importlib.util.find_spec(spec[0]) is None:
+        if not _importable(spec[0]):
             raise ValueError(f"verifier kind {kind!r}: module {spec[0]} is not installed")
         setup = ("kind", kind, spec, options)
         try:
@@ -149,7 +153,7 @@ class VerifierPool:
             w.proc.kill()
         w.proc.join()
         w.conn.close()
-        self.num_respawns += 1
+        self.stats["respawns"] += 1
         new = self._start()
         self._workers[self._workers.index(w)] = new
         self._send_setup(new, setup)
@@ -166,8 +170,11 @@ class VerifierPool:
         pending, left = deque(range(len(completions))), len(completions)
         idle_crashes = 0  # workers that died without a sample: a broken kind must not spin forever
 
-        def finish(i: int, verdict: Verdict) -> None:
+        def finish(i: int, verdict: Verdict, since: float | None = None) -> None:
             nonlocal left
+            if since is not None:
+                took = time.monotonic() - since
+                self.stats["max_sample_s"] = max(self.stats["max_sample_s"], took)
             results[i] = verdict
             left -= 1
             bar.update(1)
@@ -196,16 +203,22 @@ class VerifierPool:
                     died = self._drain(w, finish) or died
                 if died:
                     if w.job is not None:
-                        finish(w.job, Verdict.fail("worker crashed"))
+                        self.stats["crashes"] += 1
+                        finish(w.job, Verdict.fail("worker crashed"), w.since)
                     else:
                         idle_crashes += 1
                         if idle_crashes > 3 * self.num_workers:
-                            raise RuntimeError("verifier workers keep dying before taking a sample")
+                            w.proc.join(1.0)
+                            raise RuntimeError(
+                                "verifier workers keep dying before taking a sample (exit code "
+                                f"{w.proc.exitcode}); a __main__ that {self._ctx.get_start_method()}"
+                                " cannot re-import (code fed on stdin) does this: use a file")
                     self._respawn(w, setup)
                     continue
                 over = time.monotonic() - w.since
                 if w.job is not None and over > self.timeout_s:
-                    finish(w.job, Verdict.fail("timeout"))
+                    self.stats["timeouts"] += 1
+                    finish(w.job, Verdict.fail("timeout"), w.since)
                     self._respawn(w, setup)
                 elif not w.ready and over > self.start_timeout_s:
                     raise RuntimeError(f"a verifier worker did not start within "
@@ -217,7 +230,7 @@ class VerifierPool:
             while w.conn.poll():
                 msg = w.conn.recv()
                 if msg[0] == "done" and msg[1] == w.job:
-                    finish(w.job, msg[2])
+                    finish(w.job, msg[2], w.since)
                     w.job = None
                 elif msg[0] == "ready":
                     if msg[1] is not None:
@@ -225,6 +238,13 @@ class VerifierPool:
                     w.ready = True
         except (EOFError, OSError):
             return True
+        return False
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a dotted name whose parent package is missing
         return False
 
 

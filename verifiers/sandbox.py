@@ -30,7 +30,6 @@ and then the program is killed.
 from __future__ import annotations
 
 import ctypes
-import errno
 import math
 import os
 import resource
@@ -191,11 +190,17 @@ def _run(source, stdin_data, deadline_s, limits, max_output_bytes, namespaces) -
                                     preexec_fn=preexec)
         os.close(write_fd)
         write_fd = -1
-        output, timed_out, truncated = _collect(proc, read_fd, start + deadline_s, max_output_bytes)
+        sweep = switch_uid and not namespaces
+        try:
+            output, timed_out, truncated = _collect(proc, read_fd, start + deadline_s,
+                                                    max_output_bytes)
+        except BaseException:  # Ctrl-C and the like: leave nothing running
+            _kill(proc, sweep)
+            raise
         if timed_out or truncated:
-            _kill(proc, switch_uid and not namespaces)
+            _kill(proc, sweep)
         else:
-            _reap(proc, switch_uid and not namespaces)
+            _reap(proc, sweep)
         rc = None if (timed_out or truncated) else proc.returncode
         return SandboxResult(rc, timed_out, truncated, output, time.monotonic() - start)
     finally:
@@ -407,8 +412,8 @@ def _readonly_everything() -> None:
         extra = sum(ms for st, ms in _KEEP_FLAGS if keep & st)
         try:
             _mount(None, point, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | extra)
-        except OSError as e:
-            if point == "/" or e.errno not in (errno.EACCES, errno.EPERM, errno.EINVAL, errno.ENOENT):
+        except OSError:
+            if point == "/":  # the rest is best effort (odd pseudo-filesystems refuse)
                 raise
 
 

@@ -123,7 +123,8 @@ def test_stdio_correct_wrong_and_partial():
 
 
 def test_stdio_reads_fd0_buffer_and_threads():
-    fast_io = "import sys\na, b = map(int, open(0).read().split())\nsys.stdout.buffer.write(b'%d\\n' % (a + b))"
+    fast_io = ("import sys\na, b = map(int, open(0).read().split())\n"
+               "sys.stdout.buffer.write(b'%d\\n' % (a + b))")
     assert verify("code", block(fast_io), ADD).correct
     threaded = ("import threading, sys\nthreading.stack_size(1 << 26)\n"
                 "def main():\n    a, b = map(int, sys.stdin.readline().split())\n    print(a + b)\n"
@@ -229,7 +230,8 @@ def test_infinite_loops_hit_the_deadline():
     verdict, elapsed = timed(block("while True:\n    pass"), ADD, test_timeout_s=0.5, deadline_s=1.0)
     assert verdict.reason == "timeout" and elapsed < 1.0 + SLACK
     # swallowing the harness's alarm does not help: the parent kills the run at the deadline
-    sticky = "while True:\n    try:\n        while True:\n            pass\n    except BaseException:\n        pass"
+    sticky = ("while True:\n    try:\n        while True:\n            pass\n"
+              "    except BaseException:\n        pass")
     verdict, elapsed = timed(block(sticky), ADD, test_timeout_s=0.3, deadline_s=1.0)
     assert verdict.reason == "timeout" and elapsed < 1.0 + SLACK
 
@@ -240,7 +242,9 @@ def test_unbounded_printing_is_cut():
 
 
 def test_killing_the_parent_fails_harmlessly():
-    prog = "import os, signal\nfor pid in (os.getppid(), -1, 0):\n    try:\n        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass\nprint('blocked')"
+    prog = ("import os, signal\nfor pid in (os.getppid(), -1, 0):\n    try:\n"
+            "        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass\n"
+            "print('blocked')")
     verdict, elapsed = timed(block(prog), ONE, deadline_s=2.0)
     assert elapsed < 2.0 + SLACK
     assert verify("code", block("print('blocked')"), ONE).correct  # and we are still here
@@ -258,7 +262,9 @@ def test_exit_before_the_tests_fails():
 
 def test_forged_results_do_not_pass():
     prog = ("import os, sys, json\nfd = int(sys.argv[1])\n"
-            "for i in range(3):\n    os.write(fd, (json.dumps({'i': i, 'status': 'ok', 'out': 'pass'}) + '\\n').encode())\n"
+            "for i in range(3):\n"
+            "    record = {'i': i, 'status': 'ok', 'out': 'pass'}\n"
+            "    os.write(fd, (json.dumps(record) + '\\n').encode())\n"
             "os.write(fd, b'{\"done\": true}\\n')\nos._exit(0)")
     verdict = verify("code", block(prog), ADD)
     assert not verdict.correct and verdict.score == 0.0
@@ -281,8 +287,11 @@ def test_fallback_tier_guards_sockets_and_forks(monkeypatch):
     (bypassable, so the tier says so); forced here on a machine that has namespaces."""
     basic = sandbox.Isolation("basic", "socket-guard", "temp dir", "process group", "same")
     monkeypatch.setattr(sandbox, "_isolation", basic)
-    net = "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9))\nexcept OSError:\n    print('blocked')"
+    net = ("import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9))\n"
+           "except OSError:\n    print('blocked')")
     assert verify("code", block(net), ONE).correct
-    fork = "import os, subprocess\nfor f in (os.fork, lambda: subprocess.run(['true'])):\n    try:\n        f()\n        print('forked')\n    except OSError:\n        pass\nprint('blocked')"
+    fork = ("import os, subprocess\nfor f in (os.fork, lambda: subprocess.run(['true'])):\n"
+            "    try:\n        f()\n        print('forked')\n    except OSError:\n        pass\n"
+            "print('blocked')")
     assert verify("code", block(fork), ONE).correct
     assert verify("code", block("a, b = map(int, input().split())\nprint(a + b)"), ADD).correct

@@ -66,15 +66,17 @@ def test_sleeper_times_out_while_others_succeed(pool):
     elapsed = time.monotonic() - start
     assert [v.reason for v in verdicts] == ["ok", "timeout", "ok", "ok", "timeout", "ok"]
     assert verdicts[1] == Verdict(False, 0.0, None, "timeout")
+    assert pool.stats["timeouts"] >= 2
     assert elapsed < TIMEOUT + SLACK + 0.5  # the two sleepers ran side by side on two workers
 
 
 def test_crashing_worker_costs_only_its_sample(pool):
-    before = pool.num_respawns
+    before = dict(pool.stats)
     items = ["echo:a", "exit", "echo:b", "segv", "echo:c"]
     verdicts = pool.map("probe", items, [None] * len(items))
     assert [v.reason for v in verdicts] == ["ok", "worker crashed", "ok", "worker crashed", "ok"]
-    assert pool.num_respawns == before + 2
+    assert pool.stats["respawns"] == before["respawns"] + 2
+    assert pool.stats["crashes"] == before["crashes"] + 2
     assert all(v.correct for v in pool.map("probe", ["echo:x"] * 10, [None] * 10))
 
 
@@ -115,17 +117,23 @@ def test_code_sandbox_gives_up_before_the_pool_deadline(pool):
     items = ["```python\nwhile True:\n    pass\n```",
              "```python\nimport os\nos.kill(os.getppid(), 9)\nos.kill(-1, 9)\n```",
              "```python\na, b = map(int, input().split())\nprint(a + b)\n```"]
-    before = pool.num_respawns
+    before = dict(pool.stats)
     start = time.monotonic()
     verdicts = pool.map("code", items, [ref] * 3, deadline_s=30)
     assert time.monotonic() - start < TIMEOUT + SLACK
     assert verdicts[0].reason == "timeout" and not verdicts[1].correct and verdicts[2].correct
-    assert pool.num_respawns == before
+    assert pool.stats["respawns"] == before["respawns"]  # the sandbox, not the pool, timed out
 
 
 def test_bad_calls_are_value_errors(pool):
     with pytest.raises(ValueError, match="unknown verifier kind"):
         pool.map("nope", ["a"], [None])
+    api.KINDS["ghost"] = ("no_such_package.verifier", "verify")
+    try:
+        with pytest.raises(ValueError, match="not installed"):
+            pool.map("ghost", ["a"], [None])
+    finally:
+        del api.KINDS["ghost"]
     with pytest.raises(ValueError, match="references"):
         pool.map("probe", ["a", "b"], [None])
     with pytest.raises(ValueError, match="picklable"):

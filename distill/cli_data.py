@@ -1,0 +1,105 @@
+"""`distillery data synth`: synthetic problems (evals/tasks.py) as JSONL, optionally with solutions.
+
+    distillery data synth --task arithmetic --n 1000 --split train --seed 0 --out data/arith.jsonl \\
+        [--difficulty 2] [--style r1|short|none] [--error-rate 0.1]
+
+One row per problem: id, problem_id, question, reference (LaTeX gold), kind ("math"), task, split,
+seed, difficulty, style, meta (the worked steps and family extras). With a style, `text` is the
+user prompt (MATH_PROMPT with the question, the message `distillery eval` sends) + "\\n" + the
+solution, which the pretraining corpus reader takes as one document; `r1` rows also carry
+`messages` ([user, assistant] chat turns for SFT), `answer` (the LaTeX the trace boxes) and
+`planted_error` (whether `--error-rate` made that trace wrong). The file is written to a temp
+file and renamed, so a killed run leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+from pathlib import Path
+
+from distill.cli import add_group
+
+STYLES = ("r1", "short", "none")
+
+
+def register(subparsers) -> None:
+    group = add_group(subparsers, "data", "make datasets: synthetic reasoning problems and solutions")
+    synth = group.add_parser("synth", help="synthetic problems with R1-style or short solutions (JSONL)")
+    synth.add_argument("--task", required=True,
+                       help="task family: arithmetic, linear, word, fractions, modular")
+    synth.add_argument("--n", type=int, required=True, help="number of problems")
+    synth.add_argument("--split", choices=("train", "test"), default="train",
+                       help="train and test never share a problem")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--difficulty", type=int, default=2, help="1..5: more steps, bigger numbers")
+    synth.add_argument("--style", choices=STYLES, default="none",
+                       help="r1: <think> trace + boxed answer; short: worked answer; none: problems only")
+    synth.add_argument("--error-rate", type=float, default=0.0,
+                       help="r1 only: fraction of traces with a planted wrong step (wrong final answer)")
+    synth.add_argument("--out", required=True, help="output .jsonl file")
+    synth.set_defaults(func=_synth)
+
+
+def synth_rows(task: str, n: int, split: str, seed: int, difficulty: int, style: str,
+               error_rate: float = 0.0) -> list[dict]:
+    """The rows `distillery data synth` writes (see the module docstring)."""
+    from evals.solutions import r1_trace, short_solution
+    from evals.tasks import generate
+    from evals.types import MATH_PROMPT
+
+    if style not in STYLES:
+        raise ValueError(f"--style must be one of {STYLES}, got {style!r}")
+    if not 0.0 <= error_rate <= 1.0:
+        raise ValueError(f"--error-rate must be in [0, 1], got {error_rate}")
+    if n < 1:
+        raise ValueError(f"--n must be >= 1, got {n}")
+    rng = random.Random(f"synth|{task}|{split}|{seed}|{difficulty}|{style}")
+    rows = []
+    for p in generate(task, n, split=split, seed=seed, difficulty=difficulty):
+        row = {"id": p.id if style == "none" else f"{p.id}/{style}", "problem_id": p.id,
+               "question": p.question, "reference": p.reference, "kind": p.kind, "task": task,
+               "split": split, "seed": seed, "difficulty": difficulty, "style": style}
+        prompt = MATH_PROMPT.format(question=p.question)
+        if style == "r1":
+            planted = rng.random() < error_rate
+            solution, boxed = r1_trace(p, rng, planted)
+            messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": solution}]
+            row.update(messages=messages, answer=boxed, planted_error=planted)
+        elif style == "short":
+            solution = short_solution(p)
+        if style != "none":
+            row["text"] = f"{prompt}\n{solution}"
+        row["meta"] = p.meta
+        rows.append(row)
+    return rows
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # open(), unlike mkstemp, keeps the umask
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _synth(args) -> int:
+    if args.error_rate and args.style != "r1":
+        print(f"distillery: warning: --error-rate {args.error_rate} is ignored with --style {args.style} "
+              "(only r1 traces carry planted errors)", file=sys.stderr)
+    rows = synth_rows(args.task, args.n, args.split, args.seed, args.difficulty, args.style,
+                      args.error_rate if args.style == "r1" else 0.0)
+    out = Path(args.out)
+    _write_jsonl(out, rows)
+    planted = sum(bool(r.get("planted_error")) for r in rows)
+    extra = f", {planted} with planted errors" if args.style == "r1" else ""
+    print(f"wrote {len(rows)} {args.task} {args.split} problems to {out} (style {args.style}{extra})")
+    return 0
