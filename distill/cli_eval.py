@@ -15,8 +15,10 @@ from distill.cli import _usage, add_config_arguments
 
 def register(subparsers) -> None:
     help = "evaluate models on benchmarks (k samples, pass@1/pass@k/maj@k, lengths, budget curves)"
-    parser = subparsers.add_parser("eval", help=help, description=help,
-                                   epilog="Without a subcommand, --config runs the eval.")
+    parser = subparsers.add_parser(
+        "eval", help=help, description=help,
+        usage="distillery eval [--config YAML] [--set KEY=VALUE] [{run,compare} ...]",
+        epilog="Without a subcommand, --config runs the eval.")
     add_config_arguments(parser)
     parser.set_defaults(func=lambda args: _run(args) if args.config else _usage(parser))
     sub = parser.add_subparsers(metavar="SUBCOMMAND", title="subcommands")

@@ -1,4 +1,4 @@
-"""Budget forcing (s1: Muennighoff et al. 2025, arXiv:2501.19393 §3.1) and accuracy-vs-tokens sweeps.
+"""Budget forcing (s1, Muennighoff et al. 2025, arXiv:2501.19393 §3.1) and accuracy-vs-tokens curves.
 
 Maximum: the model thinks for at most B tokens; when it runs out, the end-of-thinking delimiter
 `</think>` is appended and the model continues (with a small limit) to give its current best
@@ -19,7 +19,8 @@ from dataclasses import replace
 from typing import Callable, Sequence
 
 from evals.config import SamplingParams
-from evals.generation import THINK_CLOSE, THINK_OPEN, Generator, Prompt, Sample, opens_thinking, sample_seed
+from evals.generation import (THINK_CLOSE, THINK_OPEN, Generator, Prompt, Sample, opens_thinking,
+                              sample_seed)
 from evals.metrics import pass_at_1
 from evals.types import MATH_PROMPT, Problem
 
@@ -81,8 +82,9 @@ def force_budget(generator: Generator, prompts: Sequence[Prompt], budget: int,
     if budget < 1 or answer_max_tokens < 1 or num_waits < 0:
         raise ValueError(f"force_budget: need budget >= 1, answer_max_tokens >= 1, num_waits >= 0 "
                          f"(got {budget}, {answer_max_tokens}, {num_waits})")
-    seeds = list(seeds) if seeds is not None else [sample_seed(sampling.seed, i) for i in range(len(prompts))]
-    traces = [_Trace(generator.render(p), s, num_waits) for p, s in zip(prompts, seeds)]
+    if seeds is None:
+        seeds = [sample_seed(sampling.seed, i) for i in range(len(prompts))]
+    traces = [_Trace(generator.render(p), s, num_waits) for p, s in zip(prompts, list(seeds))]
     wait_tokens = generator.count_tokens(wait_text) or 1
     while any(t.thinking for t in traces):
         _think_step(generator, traces, budget, sampling, wait_text, wait_tokens)
@@ -130,7 +132,8 @@ def budget_sweep(generator: Generator, problems: Sequence[Problem], budgets: Seq
     from verifiers import verify
 
     sampling = sampling or SamplingParams()
-    prompt_fn = prompt_fn or (lambda p: [{"role": "user", "content": MATH_PROMPT.format(question=p.question)}])
+    prompt_fn = prompt_fn or (lambda p: [{"role": "user",
+                                          "content": MATH_PROMPT.format(question=p.question)}])
     rows = []
     for budget in budgets:
         prompts = [prompt_fn(p) for p in problems for _ in range(k)]
@@ -140,7 +143,8 @@ def budget_sweep(generator: Generator, problems: Sequence[Problem], budgets: Seq
         for i, s in enumerate(samples):
             p = problems[i // k]
             response = (THINK_OPEN + "\n" if s.think_opened else "") + s.text
-            rows.append({"budget": budget, "problem_id": p.id, "reasoning_tokens": s.reasoning_tokens,
+            rows.append({"budget": budget, "problem_id": p.id,
+                         "reasoning_tokens": s.reasoning_tokens,
                          "completion_tokens": s.completion_tokens,
                          "correct": verify(p.kind, response, p.reference).correct})
     return budget_curve(rows)

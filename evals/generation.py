@@ -1,4 +1,4 @@
-"""Generation backends behind one interface, for evaluation (and anything else sampling k per prompt).
+"""Generation backends behind one interface, for evaluation (or anything sampling k per prompt).
 
     gen = make_generator(ModelSpec(name, path, backend), enable_thinking=True)
     samples = gen.generate(prompts, n, sampling, seeds=None, stop=())   # -> list[list[Sample]]
@@ -10,8 +10,10 @@ OpenAI-compatible /v1/chat/completions endpoint over httpx, thin). A local model
 not exist is an error when the generator is made, before anything is generated.
 
 Seeds: sample j of prompt i uses seeds[i][j] (default: `sample_seed(sampling.seed, i, j)`); the
-eval runner passes seeds derived from (model, benchmark, problem id, sample index), so a resumed
-run that regenerates only some samples draws exactly the tokens a full run would have drawn.
+eval runner passes seeds derived from (benchmark, problem id, sample index), so a resumed run
+that regenerates only some samples draws the tokens a full run would have drawn. The engine and
+transformers backends seed each call (exact with batch_size 1; a batch takes its first sample's
+seed); vLLM and OpenAI-compatible servers take a seed per request.
 """
 
 from __future__ import annotations
@@ -80,12 +82,14 @@ class Generator:
         if n < 1:
             raise ValueError(f"generate: n must be >= 1, got {n}")
         if seeds is None:
-            seeds = [[sample_seed(sampling.seed, i, j) for j in range(n)] for i in range(len(prompts))]
+            seeds = [[sample_seed(sampling.seed, i, j) for j in range(n)]
+                     for i in range(len(prompts))]
         if len(seeds) != len(prompts) or any(len(s) != n for s in seeds):
             raise ValueError("generate: seeds must hold n seeds for every prompt")
         flat_prompts = [p for p in prompts for _ in range(n)]
         flat_seeds = [s for row in seeds for s in row]
-        flat = self._generate_flat(flat_prompts, flat_seeds, sampling, tuple(stop)) if prompts else []
+        flat = self._generate_flat(flat_prompts, flat_seeds, sampling, tuple(stop)) \
+            if prompts else []
         return [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
 
     def _generate_flat(self, prompts, seeds, sampling, stop) -> list[Sample]:
@@ -131,11 +135,11 @@ class _LocalGenerator(Generator):
         if not getattr(self.tokenizer, "chat_template", None):
             raise ValueError(f"{self.path}: the tokenizer has no chat template; set "
                              "chat_template: false to feed plain prompts")
-        return self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False,
-                                                  enable_thinking=self.enable_thinking)
+        return self.tokenizer.apply_chat_template(
+            prompt, add_generation_prompt=True, tokenize=False, enable_thinking=self.enable_thinking)
 
     def encode(self, text: str) -> list[int]:
-        """Token ids; no second BOS when the text (a rendered chat prompt) already starts with it."""
+        """Token ids; no second BOS when the text (a rendered chat prompt) starts with one."""
         bos = self.tokenizer.bos_token
         return self.tokenizer.encode(text, add_special_tokens=not (bos and text.startswith(bos)))
 
@@ -190,7 +194,8 @@ class TransformersGenerator(_LocalGenerator):
         super().__init__(path, **kwargs)
         from transformers import AutoModelForCausalLM
 
-        self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=self.dtype).to(self.device)
+        model = AutoModelForCausalLM.from_pretrained(self.path, dtype=self.dtype)
+        self.model = model.to(self.device)
         self.model.eval()
         self.tokenizer.padding_side = "left"
         self.eos_ids = _as_list(self.model.generation_config.eos_token_id) or \
@@ -203,8 +208,10 @@ class TransformersGenerator(_LocalGenerator):
         pad = pad if pad is not None else self.eos_ids[0]
         width = max(len(x) for x in ids)
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=self.device)
-        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
-        kwargs = dict(max_new_tokens=sampling.max_new_tokens, pad_token_id=pad, eos_token_id=self.eos_ids)
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids],
+                            device=self.device)
+        kwargs = dict(max_new_tokens=sampling.max_new_tokens, pad_token_id=pad,
+                      eos_token_id=self.eos_ids)
         if sampling.temperature > 0:  # top_k=0 switches HF's default top-k of 50 off
             kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
                           top_k=sampling.top_k)
@@ -215,14 +222,20 @@ class TransformersGenerator(_LocalGenerator):
         torch.manual_seed(seed)
         with torch.inference_mode():
             out = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
-        return [self._finish(row[width:].tolist(), stop, sampling.max_new_tokens) for row in out]
+        return [self._finish(row[width:].tolist(), stop, sampling.max_new_tokens, pad)
+                for row in out]
 
-    def _finish(self, tokens, stop, limit):
-        """Cut at the first EOS (batch rows are padded after it) and after the first stop string."""
+    def _finish(self, tokens, stop, limit, pad):
+        """Cut at the first EOS, or drop the padding that follows a row finished by a stop
+        string (transformers pads finished rows up to the batch's length); then cut the text
+        after the first stop string."""
         end = next((i for i, t in enumerate(tokens) if t in self.eos_ids), None)
         reason = "length"
         if end is not None:
             tokens, reason = tokens[:end + 1], "stop"
+        else:
+            while tokens and tokens[-1] == pad:
+                tokens = tokens[:-1]
         text = self.tokenizer.decode(tokens, skip_special_tokens=True)
         cuts = [text.find(s) + len(s) for s in stop if s in text]
         if cuts:
@@ -316,7 +329,8 @@ class OpenAIGenerator(Generator):
     def _one(self, prompt, seed, sampling, stop) -> Sample:
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
         body = {"model": self.model, "messages": messages, "temperature": sampling.temperature,
-                "top_p": sampling.top_p, "max_tokens": sampling.max_new_tokens, "seed": seed, "n": 1}
+                "top_p": sampling.top_p, "max_tokens": sampling.max_new_tokens, "seed": seed,
+                "n": 1}
         if sampling.top_k > 0:
             body["top_k"] = sampling.top_k  # vLLM/SGLang servers accept it; OpenAI ignores it
         if stop:

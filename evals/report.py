@@ -86,8 +86,9 @@ def _lengths_section(results: list[dict]) -> list[str]:
     def stats(s):
         return "-" if s is None else f"{_num(s['mean'])} / {_num(s['median'])} / {_num(s['p90'])}"
 
-    rows = [[r["model"], r["benchmark"], stats(r["completion_tokens"]), stats(r["reasoning_tokens"]),
-             pct(r["truncation_rate"]), pct(r["format_adherence"]), pct(r["eos_rate"])]
+    rows = [[r["model"], r["benchmark"], stats(r["completion_tokens"]),
+             stats(r["reasoning_tokens"]), pct(r["truncation_rate"]), pct(r["format_adherence"]),
+             pct(r["eos_rate"])]
             for r in results]
     return ["## Lengths and format", "", "Tokens as mean / median / p90. Truncated: stopped by the "
             "token limit or reasoning never closed. Format: one think block, then an answer. "
@@ -110,7 +111,8 @@ def _budget_section(results: list[dict]) -> list[str]:
 def _provenance_section(results: list[dict]) -> list[str]:
     rows = [[r["model"], r["backend"], f"`{r['model_path']}`", r["benchmark"],
              f"`{r['benchmark_revision'] or '-'}`", r["seed"],
-             ", ".join(f"{k}={v}" for k, v in r["sampling"].items()), f"`{r['prompt_template_hash']}`"]
+             ", ".join(f"{k}={v}" for k, v in r["sampling"].items()),
+             f"`{r['prompt_template_hash']}`"]
             for r in results]
     return ["## Provenance", ""] + _table(["model", "backend", "path", "benchmark", "revision",
                                            "seed", "sampling", "prompt hash"], rows)
@@ -153,7 +155,8 @@ def _bars(ax, groups: list[str], series: dict[str, dict[str, tuple[float, float 
         xs = [g + s * width - 0.4 + width / 2 for g in range(len(groups))]
         ys = [100 * values.get(b, (0.0, None))[0] for b in groups]
         es = [100 * (values.get(b, (0.0, None))[1] or 0.0) for b in groups]
-        ax.bar(xs, ys, width, yerr=es, capsize=3, label=name)
+        bars = ax.bar(xs, ys, width, yerr=es, capsize=3, label=name)
+        ax.bar_label(bars, fmt="%.1f", fontsize="x-small")
     ax.set_xticks(range(len(groups)), groups, rotation=20, ha="right")
     ax.set_ylabel("pass@1 (%)")
     ax.set_ylim(0, 100)
@@ -195,15 +198,18 @@ def plot_lengths(rows: list[dict], path: Path) -> Path:
 def plot_budget(results: list[dict], path: Path) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
+    top = 0.0
     for r in results:
         curve = r.get("budget_curve") or []
         if not curve:
             continue
         xs = [p["mean_reasoning_tokens"] for p in curve]
+        top = max([top] + [100 * p["accuracy"] for p in curve])
         ax.plot(xs, [100 * p["accuracy"] for p in curve], marker="o",
                 label=f"{r['model']} / {r['benchmark']}")
         for x, p in zip(xs, curve):
             ax.annotate(f"B={p['budget']}", (x, 100 * p["accuracy"]), fontsize="x-small")
+    ax.set_ylim(0, min(100, max(5.0, 1.15 * top)))
     ax.set_xlabel("mean reasoning tokens")
     ax.set_ylabel("accuracy (%)")
     ax.set_title("budget forcing: accuracy vs thinking tokens")
@@ -225,7 +231,8 @@ def write_report(document: dict, rows: list[dict], out_dir: Path) -> list[Path]:
 
 # -- several runs -------------------------------------------------------------------------------
 
-def compare(run_dirs: Sequence[str | Path], out_dir: str | Path = "runs/eval-compare") -> tuple[str, Path]:
+def compare(run_dirs: Sequence[str | Path],
+            out_dir: str | Path = "runs/eval-compare") -> tuple[str, Path]:
     """One table and one plot for several runs' results.json; writes compare.md and compare.png
     into out_dir and returns (markdown, plot path)."""
     if not run_dirs:

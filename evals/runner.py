@@ -175,8 +175,9 @@ class SampleStore:
         data = self.path.read_bytes()
         end = data.rfind(b"\n") + 1
         if end < len(data):
-            warnings.warn(f"{self.path}: dropping an incomplete last row ({len(data) - end} bytes, "
-                          "a run was killed while writing it); it will be regenerated", stacklevel=3)
+            warnings.warn(f"{self.path}: dropping an incomplete last row ({len(data) - end} "
+                          "bytes, a run was killed while writing it); it will be regenerated",
+                          stacklevel=3)
             with open(self.path, "r+b") as f:
                 f.truncate(end)
         rows = []
@@ -242,12 +243,14 @@ class _Work:
             chunk = todo[start:start + size]
             samples = self._generate(job, chunk, budget)
             verdicts = self._verify(job, chunk, samples)
-            self.store.append([self._row(job, c, s, v, budget) for c, s, v in zip(chunk, samples, verdicts)])
+            self.store.append([self._row(job, c, s, v, budget)
+                               for c, s, v in zip(chunk, samples, verdicts)])
             bar.update(len(chunk))
         bar.close()
 
     def _seed(self, job: Job, pi: int, j: int, budget: int | None) -> int:
-        return sample_seed(self.cfg.sampling.seed, job.name, job.benchmark.problems[pi].id, j, budget)
+        problem_id = job.benchmark.problems[pi].id
+        return sample_seed(self.cfg.sampling.seed, job.name, problem_id, j, budget)
 
     def _generate(self, job: Job, chunk, budget) -> list[Sample]:
         prompts = [job.presented(pi, j)[1] for pi, j, _ in chunk]
@@ -266,8 +269,10 @@ class _Work:
         verdicts = [None] * len(chunk)
         for kind in sorted({p.kind for p in problems}):
             idx = [i for i, p in enumerate(problems) if p.kind == kind]
-            responses = [("<think>\n" if samples[i].think_opened else "") + samples[i].text for i in idx]
-            for i, v in zip(idx, self.pool.map(kind, responses, [problems[i].reference for i in idx])):
+            responses = [("<think>\n" if samples[i].think_opened else "") + samples[i].text
+                         for i in idx]
+            references = [problems[i].reference for i in idx]
+            for i, v in zip(idx, self.pool.map(kind, responses, references)):
                 verdicts[i] = v
         return verdicts
 
@@ -288,7 +293,8 @@ class _Work:
         reasoning, answer, _ = split_response(sample.text, sample.think_opened)
         sampling = asdict(self.cfg.sampling)
         return {
-            "id": "/".join([s.name, job.name, problem.id, str(j)] + ([f"b{budget}"] if budget else [])),
+            "id": "/".join([s.name, job.name, problem.id, str(j)]
+                           + ([f"b{budget}"] if budget else [])),
             "model": s.name, "benchmark": job.name, "problem_id": problem.id, "sample_index": j,
             "budget": budget, "gen_hash": key[-1], "prompt": prompt,
             "completion": sample.text, "think_opened": sample.think_opened,

@@ -226,7 +226,10 @@ class Scripted(Generator):
         out = []
         for prompt in prompts:
             text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
-            if stop:  # a budget-forcing thinking call: think a little, then close
+            if stop and sampling.max_new_tokens < 3:  # a budget-forcing thinking call, cut
+                m = sampling.max_new_tokens
+                out.append(Sample(" ".join(["ok"] * m), "length", 5, m))
+            elif stop:  # a thinking call with room: think a little, then close
                 out.append(Sample("ok ok ok</think>", "stop", 5, 3))
             elif "</think>" in text:  # the answer after budget forcing
                 out.append(Sample("\\boxed{1}", "stop", 5, 1))
@@ -263,6 +266,32 @@ def test_metrics_pipeline_against_hand_computed_numbers(checkpoint, tmp_path, mo
     assert f"{pct(result['pass@k']['4'])} (k=4)" in report and "33.3 (k=4)" in report
 
 
+def test_choice_repeats_shuffle_options_and_vote_on_the_original_option(checkpoint, tmp_path,
+                                                                        monkeypatch):
+    class AlwaysA(Generator):
+        backend = "engine"
+
+        def _generate_flat(self, prompts, seeds, sampling, stop):
+            return [Sample("hmm</think>\nAnswer: A", "stop", 3, 4, think_opened=True)] * len(prompts)
+
+    monkeypatch.setattr(runner, "make_generator", lambda spec, **kw: AlwaysA())
+    gpqa = REPO / "tests" / "evals" / "fixtures" / "gpqa.csv"
+    cfg = make_cfg(tmp_path, checkpoint, budgets=[],
+                   benchmarks=[BenchmarkSpec("gpqa", path=str(gpqa), k=8, limit=2)])
+    (result,) = json.loads((run_eval(cfg) / "results.json").read_text())["results"]
+    rows = read_rows(tmp_path / "out")
+    assert [r["correct"] for r in rows] == [r["permutation"][0] == 0 for r in rows]  # 0 = gold
+    expected = []
+    for pid in dict.fromkeys(r["problem_id"] for r in rows):
+        shown_first = [r["permutation"][0] for r in rows if r["problem_id"] == pid]
+        assert len({tuple(r["permutation"]) for r in rows if r["problem_id"] == pid}) == 8
+        winner = max(dict.fromkeys(shown_first), key=shown_first.count)  # first seen on ties
+        expected.append(winner == 0)
+    # "A" every time is eight answers, not one: a vote on letters would give sample 0's verdict.
+    assert result["maj@k"]["8"] == sum(expected) / 2
+    assert expected != [r["correct"] for r in rows if r["sample_index"] == 0]  # it matters here
+
+
 def test_wait_extends_thinking_and_the_budget_still_holds():
     gen = Scripted({"q": ["x"]})
     sampling = SamplingParams()
@@ -271,6 +300,18 @@ def test_wait_extends_thinking_and_the_budget_still_holds():
     assert s.reasoning_tokens == 3 * 3 + 2 * 1
     (s,) = force_budget(gen, ["q"], 4, sampling, seeds=[0], num_waits=2, answer_max_tokens=4)
     assert s.text.count("Wait") == 0 and s.reasoning_tokens == 3  # no room left for a Wait
+
+
+def test_budget_sweep_curve():
+    from evals.budget import budget_sweep
+    from evals.types import Problem
+
+    problems = [Problem("a", "q1", "1"), Problem("b", "q2", "2")]  # the scripted answer is 1
+    curve = budget_sweep(Scripted({}), problems, [2, 50], k=2, num_waits=1)
+    assert [p["budget"] for p in curve] == [2, 50]
+    assert all(p["accuracy"] == 0.5 and p["num_samples"] == 4 for p in curve)
+    assert curve[0]["mean_reasoning_tokens"] == 2  # cut at the budget, then `</think>` forced
+    assert curve[1]["mean_reasoning_tokens"] == 3 + 1 + 3  # one Wait
 
 
 def test_cli_run_from_yaml_reuses_the_cache_and_compare(first_run, counted, tmp_path, capsys):
@@ -306,3 +347,69 @@ def test_tiny_recipe_loads():
     cfg = load_config(EvalConfig, REPO / "recipes" / "eval" / "tiny.yaml", section="eval")
     assert cfg.benchmarks[0].k == 2 and cfg.budgets == [16, 32]
     assert cfg.benchmarks[0].name.startswith("synthetic:arithmetic")
+
+
+def test_tiny_recipe_runs_on_the_synthetic_task(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the recipe's paths are relative to the working directory
+    assert main(["model", "init", "--config", str(REPO / "recipes/model/tiny.yaml"),
+                 "--out", "runs/models/tiny"]) == 0
+    assert main(["eval", "--config", str(REPO / "recipes/eval/tiny.yaml"),
+                 "--set", "sampling.max_new_tokens=12", "--set", "budgets=[8]"]) == 0
+    (result,) = json.loads(Path("runs/eval/tiny/results.json").read_text())["results"]
+    assert result["num_problems"] == 8 and result["samples_per_problem"] == 2
+    assert result["benchmark"].startswith("synthetic:arithmetic")
+    assert [p["budget"] for p in result["budget_curve"]] == [8]
+    assert result["budget_curve"][0]["mean_reasoning_tokens"] <= 8
+
+
+def test_vllm_backend_without_vllm_fails_before_generation(checkpoint, counted, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    cfg = make_cfg(tmp_path, checkpoint, models=[ModelSpec("v", str(checkpoint), backend="vllm")])
+    with pytest.raises(ValueError, match="models\\[0\\] \\(v\\): backend vllm needs vLLM"):
+        run_eval(cfg)
+    assert counted == {"samples": 0, "loads": 0}
+
+
+def test_openai_backend_request_and_reasoning_content(monkeypatch):
+    import httpx
+
+    seen = []
+
+    def handler(request):
+        seen.append(json.loads(request.content))
+        message = {"content": "\\boxed{4}", "reasoning_content": "2+2=4"}
+        return httpx.Response(200, json={
+            "choices": [{"message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 12,
+                      "completion_tokens_details": {"reasoning_tokens": 5}}})
+
+    monkeypatch.setenv("TEST_KEY", "secret")
+    gen = make_generator(ModelSpec("api", "served-model", backend="openai",
+                                   base_url="http://localhost:1/v1", api_key_env="TEST_KEY"))
+    gen.client = httpx.Client(transport=httpx.MockTransport(handler),
+                              headers=gen.client.headers)
+    (samples,) = gen.generate(["2+2?"], 2, SamplingParams(max_new_tokens=32, seed=3))
+    assert [s.text for s in samples] == ["<think>\n2+2=4\n</think>\n\n\\boxed{4}"] * 2
+    assert samples[0].reasoning_tokens == 5 and samples[0].completion_tokens == 12
+    assert seen[0]["messages"] == [{"role": "user", "content": "2+2?"}]
+    assert seen[0]["model"] == "served-model" and seen[0]["max_tokens"] == 32
+    assert (seen[0]["temperature"], seen[0]["top_p"]) == (0.6, 0.95)  # DeepSeek-R1 protocol
+    assert seen[0]["seed"] != seen[1]["seed"]  # one seed per sample
+    assert gen.client.headers["Authorization"] == "Bearer secret"
+
+
+def test_transformers_backend_matches_the_engine_greedily(checkpoint):
+    prompts = [[{"role": "user", "content": "What is 2 + 2?"}], "a longer plain-text prompt here"]
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=6)
+    texts = {}
+    for backend, batch_size in (("engine", 1), ("transformers", 2)):  # 2: left padding in play
+        gen = make_generator(ModelSpec(backend, str(checkpoint), backend=backend,
+                                       batch_size=batch_size))
+        samples = [s for (s,) in gen.generate(prompts, 1, greedy)]
+        texts[backend] = [(s.text, s.completion_tokens, s.think_opened) for s in samples]
+        gen.close()
+    assert texts["engine"] == texts["transformers"]
+    assert [opened for *_, opened in texts["engine"]] == [True, False]
