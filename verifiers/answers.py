@@ -63,11 +63,12 @@ _BOX_GAP = re.compile(
 
 class Box(NamedTuple):
     content: str | None  # the joined content of the last box group
-    status: str  # "ok", "none", "unclosed", "empty"
+    status: str  # "ok", "none", "unclosed", "too long", "empty"
 
 
 def _read_box(text: str, i: int) -> tuple[str | None, int]:
-    """Content and end index of a box whose keyword ends at `i`; (None, -1) if it never closes."""
+    """Content and end index of a box whose keyword ends at `i`; (None, -1) if it never closes,
+    (None, -2) if it does not close within MAX_BOX_CHARS."""
     while i < len(text) and text[i] == " ":
         i += 1
     if i < len(text) and text[i] == "{":
@@ -80,7 +81,7 @@ def _read_box(text: str, i: int) -> tuple[str | None, int]:
                 depth -= 1
                 if depth == 0:
                     return text[i + 1:m.start()], m.end()
-        return None, -1
+        return None, (-2 if i + MAX_BOX_CHARS < len(text) else -1)
     m = _BARE_BOX.match(text, i)  # `\boxed 42`
     return (m.group(), m.end()) if m else (None, -1)
 
@@ -91,9 +92,9 @@ def last_box(text: str) -> Box:
     boxes = [(m.start(), m.end()) for m in _BOX.finditer(text)]
     if not boxes:
         return Box(None, "none")
-    content, _ = _read_box(text, boxes[-1][1])
+    content, end = _read_box(text, boxes[-1][1])
     if content is None:
-        return Box(None, "unclosed")
+        return Box(None, "too long" if end == -2 else "unclosed")
     joined, next_start = content, boxes[-1][0]
     for start, keyword_end in reversed(boxes[-MAX_BOX_GROUP:-1]):
         prev, prev_end = _read_box(text, keyword_end)
@@ -115,7 +116,7 @@ _ANCHOR = re.compile(
     r"|final\s+answer\s*(?:is)?\s*[:：]?(?P<f>[^\n]*)"
     r"|answer\s*(?:is|:|：)\s*(?P<a>[^\n]*)", re.I)
 _MATH_ENV = re.compile(r"\$\$(.+?)\$\$|(?<!\\)\$(.+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
-_SEPARATOR_GAP = re.compile(r"\s*(?:,|;|and|or|,\s*and|,\s*or)?\s*", re.I)
+_SEPARATOR_GAP = re.compile(r"\s*(?:,|;|and|or|,\s*and|,\s*or)\s*", re.I)
 _PROSE_LEAD = re.compile(r"^[A-Za-z][A-Za-z'’]+\b(?!\s*[=(_^])")
 _COPULA = re.compile(r"\b(?:is|are|was|equals|be)\b\s*[:=]?", re.I)
 _NUMBER_TOKEN = re.compile(r"[-+]?\$?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?\s*%?")
@@ -129,7 +130,7 @@ def strip_markdown(text: str) -> str:
 def math_envs(text: str) -> str | None:
     """The math environments of a sentence, joined when only separators lie between them
     (`$5$ or $6$` -> "5 or 6"), else the last one; None when there is none."""
-    envs = list(_MATH_ENV.finditer(text))
+    envs = [m for m in _MATH_ENV.finditer(text) if any(g and g.strip() for g in m.groups())]
     if not envs:
         return None
     inner = [next(g for g in m.groups() if g is not None) for m in envs]
@@ -177,16 +178,26 @@ def anchored_span(text: str) -> str | None:
     return None
 
 
+def _tail(text: str) -> str:
+    """The last TAIL_CHARS of `text`, moved past a `$` if the cut fell inside a math span."""
+    cut = max(0, len(text) - TAIL_CHARS)
+    if cut and (text.count("$", 0, cut) - text.count("\\$", 0, cut)) % 2:
+        cut = text.find("$", cut) + 1
+    return text[cut:]
+
+
 def extract_span(answer_text: str, require_anchor: bool = False) -> tuple[str | None, str]:
     """(span, how): how is "boxed", "anchor", "last line", or why nothing was found."""
     box = last_box(answer_text)
     if box.status == "unclosed":
         return None, "unclosed \\boxed{}"
+    if box.status == "too long":
+        return None, f"\\boxed{{}} longer than {MAX_BOX_CHARS} chars (or unclosed)"
     if box.status == "empty":
         return None, "empty \\boxed{}"
     if box.content is not None:
         return box.content, "boxed"
-    tail = answer_text[-TAIL_CHARS:]
+    tail = _tail(answer_text)
     span = anchored_span(tail)
     if span is not None:
         return span, "anchor"
@@ -216,8 +227,8 @@ def clean_span(span: str) -> str:
     s = re.sub(r"\\displaystyle\b", "", s)
     for _ in range(3):
         s = _DELIMS.sub("", s).strip()
-    while s and s[-1] in ".;,:" and not s.endswith("\\."):
-        s = s[:-1].rstrip()
+        while s and s[-1] in ".;,:" and not s.endswith("\\."):
+            s = s[:-1].rstrip()
     s = re.sub(r"(?:\\[,;! ]|\\q?quad)+$", "", s).strip()
     return " ".join(s.split())
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import signal
 import threading
 import time
@@ -102,7 +103,7 @@ def _verify(completion: str, reference, policy: MathPolicy) -> Verdict:
     key = _reference_key(reference)
     if key is None:
         return Verdict.fail(f"reference unparseable: {type(reference).__name__}")
-    gold = _parse_gold(key, policy.decimal_comma)
+    gold = _parse_gold(key)
     if gold.error:
         return Verdict.fail(f"reference unparseable: {gold.error}")
     _, answer_text, closed = split_think(completion, policy.think_in_prompt)
@@ -122,16 +123,17 @@ def _verify(completion: str, reference, policy: MathPolicy) -> Verdict:
     preds, hedged = split_answers(span, policy.decimal_comma)
     if not preds:
         return Verdict.fail("empty answer", extracted)
-    if len(gold.answers) == 1:
+    golds = _as_set(gold.answers, len(preds))
+    if len(golds) == 1:
         if hedged:
             return Verdict.fail("hedged answer", extracted)
         if len(preds) > 1:
             return Verdict.fail("several answers for a single reference", extracted)
         ok, reason = _match(preds[0], gold.answers[0], policy)
-    elif len(preds) != len(gold.answers):
-        return Verdict.fail(f"{len(preds)} answers for a reference with {len(gold.answers)}", extracted)
+    elif len(preds) != len(golds):
+        return Verdict.fail(f"{len(preds)} answers for a reference with {len(golds)}", extracted)
     else:
-        ok, reason = _match_sets(preds, gold.answers, policy)
+        ok, reason = _match_sets(preds, golds, policy)
     return Verdict(ok, 1.0 if ok else 0.0, extracted, reason)
 
 
@@ -149,6 +151,19 @@ class GoldAnswer(NamedTuple):
 class Gold(NamedTuple):
     answers: tuple[GoldAnswer, ...]
     error: str | None = None
+
+
+def _as_set(answers: tuple[GoldAnswer, ...], num_preds: int) -> tuple[GoldAnswer, ...]:
+    """A single gold that Math-Verify reads as a finite set (`1 \\pm \\sqrt{19}`) is matched
+    element by element when the prediction lists as many answers."""
+    import sympy
+
+    if len(answers) != 1 or num_preds < 2 or not isinstance(answers[0].expr, sympy.FiniteSet):
+        return answers
+    elements = answers[0].expr.args
+    if len(elements) != num_preds:
+        return answers
+    return tuple(GoldAnswer(str(e), None, e, None) for e in elements)
 
 
 def _reference_key(reference) -> str | None:
@@ -177,18 +192,20 @@ def gold_span(reference: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _parse_gold(reference: str, decimal_comma: bool) -> Gold:
+def _parse_gold(reference: str) -> Gold:
+    """Golds are canonical: a `.` is a decimal point and a comma separates answers or thousands,
+    whatever `decimal_comma` says about predictions."""
     span = clean_span(gold_span(reference))
     if not span:
         return Gold((), "empty reference")
     if len(span) > MAX_SPAN_CHARS:
         return Gold((), f"answer longer than {MAX_SPAN_CHARS} chars")
-    texts, _ = split_answers(span, decimal_comma)
+    texts, _ = split_answers(span)
     if not texts or len(texts) > MAX_ANSWERS:
         return Gold((), f"{len(texts)} answers in {span[:80]!r}")
     answers = []
     for text in texts:
-        num = parse_number(text, decimal_comma)
+        num = parse_number(text)
         issue = None if num is not None else magnitude_issue(text)
         expr = None
         if num is None and issue is None:
@@ -217,9 +234,9 @@ def _match_sets(preds: list[str], golds: tuple[GoldAnswer, ...], policy: MathPol
 
 
 def _match(pred: str, gold: GoldAnswer, policy: MathPolicy) -> tuple[bool, str]:
-    if several_numbers(pred):
-        return False, "several numbers in one answer"
     pnum = parse_number(pred, policy.decimal_comma)
+    if pnum is None and several_numbers(pred):
+        return False, "several numbers in one answer"
     if pnum is not None and gold.num is not None:
         same = numbers_equal(pnum, gold.num, percent=policy.percent, tolerance=policy.tolerance,
                              gold_precision=policy.gold_precision, units=policy.units)
@@ -233,7 +250,8 @@ def _match(pred: str, gold: GoldAnswer, policy: MathPolicy) -> tuple[bool, str]:
     if expr is None:
         return False, why
     gold_expr = gold.expr if gold.expr is not None else _num_to_sympy(gold.num)
-    if not _named_equation_or_value(gold_expr, expr):
+    expr = _value_of_equation(gold_expr, expr, policy)
+    if expr is None:
         return False, "equation where a value was expected"
     same = _numbers_exact(gold_expr, expr, gold.num, policy)
     if same is None:
@@ -241,17 +259,25 @@ def _match(pred: str, gold: GoldAnswer, policy: MathPolicy) -> tuple[bool, str]:
     return bool(same), "ok" if same else "wrong answer"
 
 
-def _named_equation_or_value(gold, pred) -> bool:
-    """Math-Verify compares a bare gold with the right side of any predicted equation, so
-    `3x+4y+14=0` "equals" 0 (MV issue #60). We accept `x = v`, `f(x) = v`, `(p,q) = (...)` only."""
+def _value_of_equation(gold, pred, policy: MathPolicy):
+    """What a predicted equation says the value is, when the gold is not a relation.
+
+    Math-Verify compares a bare gold with the right side of ANY predicted equation, so
+    `3x+4y+14=0` "equals" 0 (MV issue #60). We accept `x = v`, `f(x) = v`, `(p,q) = (...)` (MV
+    keeps comparing those) and a true numeric identity `6^2 = 36` (its right side is the value);
+    anything else is None."""
     import sympy
     from sympy.core.function import AppliedUndef
 
     if not isinstance(pred, sympy.Eq) or isinstance(gold, (sympy.core.relational.Relational, sympy.And)):
-        return True
-    lhs = pred.lhs
-    named = (sympy.Symbol, AppliedUndef)
-    return isinstance(lhs, named) or (isinstance(lhs, sympy.Tuple) and all(isinstance(a, named) for a in lhs.args))
+        return pred
+    lhs, named = pred.lhs, (sympy.Symbol, AppliedUndef)
+    if isinstance(lhs, named) or (isinstance(lhs, sympy.Tuple) and all(isinstance(a, named) for a in lhs.args)):
+        return pred
+    if isinstance(lhs, sympy.Expr) and isinstance(pred.rhs, sympy.Expr) \
+            and _numbers_exact(pred.rhs, lhs, None, policy):
+        return pred.rhs
+    return None
 
 
 def _num_to_sympy(num: Num):
@@ -335,7 +361,8 @@ def _mv_parse(text: str, check_full: bool) -> tuple[object | None, str]:
     if not exprs:
         return None, "unparseable answer"
     normalized = next((r for r in result if isinstance(r, str)), None)
-    if check_full and normalized is not None and not _fully_parsed(normalized):
+    if check_full and normalized is not None and _may_use_last_eq(normalized) \
+            and not _fully_parsed(normalized):
         return None, "partial parse"
     return exprs[0], "ok"
 
@@ -343,6 +370,15 @@ def _mv_parse(text: str, check_full: bool) -> tuple[object | None, str]:
 @functools.lru_cache(maxsize=1)
 def _latex_config():
     return [_mv().LatexExtractionConfig()]
+
+
+def _may_use_last_eq(latex: str) -> bool:
+    """Whether Math-Verify would retry a failed parse on the text after the last `=`
+    (math_verify/parser.py get_last_eq: two or more `=` and no `,` or `;`)."""
+    return "," not in latex and ";" not in latex and len(_EQ_SPLIT.split(latex)) > 2
+
+
+_EQ_SPLIT = re.compile(r"(?<!\\|<|!|>)=")
 
 
 @functools.lru_cache(maxsize=1024)

@@ -219,8 +219,26 @@ UNITS_HEDGES_PRECISION = [
     _m("1.41", "\\boxed{\\sqrt{2}}", True, "§6.1 gold-precision-aware tolerance"),
     _m("0.3", "\\boxed{\\frac{2}{7}}", False, "§6.1 precision rule needs >= 2 gold decimals"),
 ]
+MORE = [
+    _m("1 \\pm \\sqrt{19}", "\\boxed{1+\\sqrt{19}, 1-\\sqrt{19}}", True, "ours: a \\pm gold is a set of two"),
+    _m("1 \\pm \\sqrt{19}", "\\boxed{1+\\sqrt{19}, 1-\\sqrt{18}}", False, "ours: a \\pm gold is a set of two"),
+    _m("36", "So the answer is $6^2 = 36$.", True, "ours: a true numeric identity gives its right side"),
+    _m("35", "So the answer is $6^2 = 35$.", False, "ours: a false numeric identity is no answer"),
+    _m("3", "The answer is three apples.", True, "ours: number words up to twenty"),
+    _m("5", "The answer is 5, not 6.", True, "ours: trailing prose after the answer"),
+    _m("6", "\\boxed{3!}", True, "ours: small factorials are evaluated"),
+    _m("\\{1,2,3\\}", "\\boxed{3,2,1}", True, "ours: set gold, list prediction"),
+]
+# Cases we still get wrong (the expected verdict is the true one); tests mark them xfail(strict)
+# so that a fix is noticed, and the benchmark counts them.
+KNOWN_GAPS = [
+    _m("\\frac{\\sqrt{3}}{2}", "\\boxed{\\sin 60^\\circ}", True, "gap: degrees inside functions (MV reads 60 rad)"),
+    _m("1000\\text{ cm}", "\\boxed{10\\text{ m}}", True, "gap: no unit conversion (§4 units)"),
+    _m("(1,2)", "\\boxed{x = 1, y = 2}", True, "gap: named components vs a tuple"),
+    _m("\\frac{1}{2004!}", "\\boxed{1/2004!}", True, "gap: too large to evaluate, and the texts differ"),
+]
 MATH_CASES = THINK + BOXES + ANCHORS + NUMBERS + SETS_PERCENT_RELATIONS + EXPRESSIONS + \
-    MIXED_AND_PARTIAL + MAGNITUDE + UNITS_HEDGES_PRECISION
+    MIXED_AND_PARTIAL + MAGNITUDE + UNITS_HEDGES_PRECISION + MORE + KNOWN_GAPS
 
 SIMPLE_EVALS = "§2.5 simple-evals GPQA answer line"
 CHOICE_CASES = [
