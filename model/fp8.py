@@ -93,6 +93,11 @@ def qdq_blocks(w, pow2=False):
 
 
 # -- backends ----------------------------------------------------------------------------------
+def _exact_gemms():
+    """No quantization: the same autograd plumbing in the input precision (tests, gradcheck)."""
+    return (lambda x2, w: x2 @ w.t(), lambda dy2, w: dy2 @ w, lambda dy2, x2: dy2.t() @ x2)
+
+
 def _emulated_gemms(pow2):
     """The three GEMMs on quantize-dequantized operands, in fp32."""
     def fprop(x2, w):
@@ -204,6 +209,8 @@ class _FP8LinearFn(torch.autograd.Function):
     def forward(ctx, x, weight, backend, pow2):
         if backend == "scaled_mm":
             gemms = _real_gemms(pow2, scaled_mm_out_dtype(x.device.index or 0))
+        elif backend == "exact":
+            gemms = _exact_gemms()
         else:
             gemms = _emulated_gemms(pow2)
         x2 = x.reshape(-1, x.shape[-1])
