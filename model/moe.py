@@ -39,6 +39,9 @@ class Router(nn.Module):
         # Loads accumulated over the micro-batches of one optimizer step (not saved in weights).
         self.register_buffer("load_counts", torch.zeros(self.num_experts), persistent=False)
         self.balance_loss = None
+        # Set by Transformer.forward for one call: which of the N positions are real tokens
+        # (padding must not steer the bias update or the balance loss).
+        self.token_mask = None
 
     def _apply(self, fn, recurse=True):
         # model.to(bf16) must not round the bias (one update step is ~1e-3): keep the fp32
@@ -68,13 +71,18 @@ class Router(nn.Module):
             weights_NK = weights_NK / (weights_NK.sum(dim=-1, keepdim=True) + 1e-20)
         weights_NK = weights_NK * self.scaling
         if self.training:
+            valid_N = self.token_mask
+            if valid_N is not None and valid_N.numel() != idx_NK.shape[0]:
+                valid_N = None  # a mask for other positions (e.g. cached decode): count all
             with torch.no_grad():
-                self.load_counts += torch.bincount(idx_NK.flatten(), minlength=self.num_experts)
-            self.balance_loss = self._sequence_balance_loss(scores, idx_NK, batch_size)
+                counted = idx_NK if valid_N is None else idx_NK[valid_N]
+                self.load_counts += torch.bincount(counted.flatten(), minlength=self.num_experts)
+            self.balance_loss = self._sequence_balance_loss(scores, idx_NK, batch_size, valid_N)
         return weights_NK, idx_NK
 
-    def _sequence_balance_loss(self, scores_NE, idx_NK, batch_size):
-        """alpha * sum_i f_i * P_i per sequence, averaged over sequences (spec §3.4, eqs 17-20).
+    def _sequence_balance_loss(self, scores_NE, idx_NK, batch_size, valid_N=None):
+        """alpha * sum_i f_i * P_i per sequence, averaged over sequences (spec §3.4, eqs 17-20),
+        over the sequence's real tokens (padding excluded; T = its number of real tokens).
 
         f_i uses the actual (bias-influenced) selection; gradient flows through P_i only.
         """
@@ -82,10 +90,13 @@ class Router(nn.Module):
             return None
         E, K = self.num_experts, self.top_k
         T = scores_NE.shape[0] // batch_size
+        w_BT = (torch.ones(batch_size, T, device=scores_NE.device) if valid_N is None
+                else valid_N.view(batch_size, T).float())
+        tokens_B = w_BT.sum(dim=1).clamp(min=1)
         picked = torch.zeros_like(scores_NE).scatter_(1, idx_NK, 1.0).view(batch_size, T, E)
-        f_BE = picked.sum(dim=1) * (E / (K * T))
-        probs = scores_NE / scores_NE.sum(dim=-1, keepdim=True)
-        P_BE = probs.view(batch_size, T, E).mean(dim=1)
+        f_BE = (picked * w_BT[..., None]).sum(dim=1) * (E / K) / tokens_B[:, None]
+        probs = (scores_NE / scores_NE.sum(dim=-1, keepdim=True)).view(batch_size, T, E)
+        P_BE = (probs * w_BT[..., None]).sum(dim=1) / tokens_B[:, None]
         return self.seq_aux_alpha * (f_BE * P_BE).sum(dim=-1).mean()
 
 

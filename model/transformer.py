@@ -227,8 +227,12 @@ class Transformer(PreTrainedModel, GenerationMixin):
         """HF-style causal LM forward. `labels` are unshifted (HF convention, -100 ignored);
         with labels and MTP modules the MTP loss is computed and added with its weight."""
         hf_cache = past_key_values if past_key_values is not None else kwargs.get("cache")
+        T_now = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+        token_mask = None  # the current positions that are real tokens, for the routers
+        if attention_mask is not None and attention_mask.shape[-1] >= T_now:
+            token_mask = attention_mask[:, -T_now:].reshape(-1).bool()
         for router in self._routers():
-            router.balance_loss = None
+            router.balance_loss, router.token_mask = None, token_mask
         if use_cache and hf_cache is None:
             from transformers import DynamicCache
             hf_cache = DynamicCache(config=self.config)

@@ -111,3 +111,22 @@ def test_update_uses_loads_all_reduced_over_ranks(tmp_path):
     expected = 0.5 * torch.sign(total.mean() - total)
     torch.testing.assert_close(bias_rank0, expected)
     torch.testing.assert_close(bias_rank1, expected)
+
+
+def test_padding_does_not_count_as_load_or_balance():
+    """A left-padded row must route and count exactly like the same tokens unpadded."""
+    torch.manual_seed(7)
+    model = Transformer(tiny_moe_config(num_nextn_predict_layers=0)).train()
+    ids = torch.randint(0, 64, (1, 10))
+    padded = torch.cat([torch.zeros(1, 6, dtype=torch.long), ids], dim=1)
+    mask = torch.cat([torch.zeros(1, 6, dtype=torch.long), torch.ones(1, 10, dtype=torch.long)], 1)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    router = routers(model)[0]
+    out_plain = model(ids)
+    plain_counts, plain_loss = router.load_counts.clone(), router.balance_loss.detach()
+    router.load_counts.zero_()
+    out_padded = model(padded, attention_mask=mask, position_ids=positions)
+    torch.testing.assert_close(out_padded.logits[:, 6:], out_plain.logits, atol=1e-5, rtol=0)
+    assert torch.equal(router.load_counts, plain_counts)  # the 6 pads were not counted
+    assert plain_counts.sum() == 10 * 2
+    torch.testing.assert_close(router.balance_loss.detach(), plain_loss, atol=1e-7, rtol=1e-5)
