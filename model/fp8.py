@@ -115,18 +115,22 @@ def _scaled_mm_blockwise(a, a_scale, b_t, b_scale, out_dtype):
     """A (M, K) e4m3 with 1x128 scales (M, K/128); B given as b_t (N, K) e4m3 with either 128x128
     scales (N/128, K/128) or 1x128 scales (N, K/128). Returns A @ B_t^T.
 
-    Scale layouts follow PyTorch's own blockwise tests (test_scaled_matmul_cuda.py): 1x128 scales
-    outer-dim-major, i.e. A's as an (M, K/128) view with strides (1, M) and B's as a row-major
-    (K/128, N); 128x128 scales as the (K/128, N/128) transposed view of the (N/128, K/128) tensor,
-    with K/128 a multiple of 4 (callers pad K to 512) since cuBLASLt pads that dim silently."""
+    Scale layouts follow PyTorch's own blockwise tests (test/test_scaled_matmul_cuda.py):
+    1x128 scales are outer-dim-major ((rows, K/128) with strides (1, rows)); the recipe API
+    (`F.scaled_mm`) takes B's 1x128 scales as such and its 128x128 scales as the transposed
+    (K/128, N/128) view with K/128 a multiple of 4 (callers pad K to 512: cuBLASLt pads that dim
+    silently otherwise); the older `torch._scaled_mm` takes B's scales as (K/128, N) / (K/128,
+    N/128) tensors."""
     sa = a_scale.t().contiguous().t()
-    if b_scale.shape[0] == b_t.shape[0]:
-        sb, recipe_b = b_scale.t().contiguous(), "BlockWise1x128"
-    else:
-        sb, recipe_b = b_scale.contiguous().t(), "BlockWise128x128"
+    one_by_128 = b_scale.shape[0] == b_t.shape[0]
     if hasattr(F, "scaled_mm") and hasattr(F, "ScalingType"):
-        return F.scaled_mm(a, b_t.t(), sa, F.ScalingType.BlockWise1x128, sb,
-                           getattr(F.ScalingType, recipe_b), output_dtype=out_dtype)
+        if one_by_128:
+            sb, recipe_b = b_scale.t().contiguous().t(), F.ScalingType.BlockWise1x128
+        else:
+            sb, recipe_b = b_scale.contiguous().t(), F.ScalingType.BlockWise128x128
+        return F.scaled_mm(a, b_t.t(), sa, F.ScalingType.BlockWise1x128, sb, recipe_b,
+                           output_dtype=out_dtype)
+    sb = b_scale.t().contiguous()
     return torch._scaled_mm(a, b_t.t(), scale_a=sa, scale_b=sb, out_dtype=out_dtype)
 
 
