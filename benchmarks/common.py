@@ -47,6 +47,17 @@ def interleaved(fns: dict, repeat: int = 5, warmup: int = 2, device: str = "cpu"
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def hf_config(config, mtp: bool = False):
+    """transformers' DeepseekV3Config with our ModelConfig's shape (our training-only fields
+    dropped); transformers never runs MTP, so its depth is 0 unless asked."""
+    from transformers import DeepseekV3Config
+    values = {k: v for k, v in config.to_dict().items() if k in DeepseekV3Config.__dataclass_fields__}
+    hf = DeepseekV3Config(**values)
+    if not mtp:
+        hf.num_nextn_predict_layers = 0
+    return hf
+
+
 def machine() -> dict:
     info = {"date": str(date.today()), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "cpu": platform.processor() or platform.machine()}

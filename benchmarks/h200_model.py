@@ -23,18 +23,11 @@ import torch
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import emit, sync  # noqa: E402
+from common import emit, hf_config, sync  # noqa: E402
 
 from model import ModelConfig, Transformer  # noqa: E402
 from model.accounting import account  # noqa: E402
-
-PEAK_BF16 = {"H200": 989e12, "H100": 989e12}  # dense bf16 FLOP/s, NVIDIA datasheets
-
-
-def peak_flops() -> float:
-    name = torch.cuda.get_device_name()
-    return next((v for k, v in PEAK_BF16.items() if k in name), 989e12)
-
+from pretrain.metrics import device_peak_flops  # noqa: E402
 
 def load_config(path: str) -> ModelConfig:
     return ModelConfig(**yaml.safe_load(open(path))["model"])
@@ -179,7 +172,7 @@ def main():
               "total_params": acc.total_params, "active_params": acc.active_params,
               "flops_per_token": acc.flops_per_token}
     device = args.device
-    peak = peak_flops() if device == "cuda" else float("nan")
+    peak = device_peak_flops(torch.device(device)) or float("nan")
 
     def record(name, fn):
         try:
@@ -221,10 +214,8 @@ def main():
     del_after(train_variant("ours_nomtp_train", lambda: Transformer(main_only)))
     del_after(train_variant("ours_nomtp_bf16_train", lambda: Transformer(main_only), bf16_weights=True))
     if not args.skip_hf:
-        from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
-        hf_cfg = DeepseekV3Config(**{k: v for k, v in main_only.to_dict().items()
-                                     if k in DeepseekV3Config.__dataclass_fields__})
-        hf_cfg.num_nextn_predict_layers = 0
+        from transformers import DeepseekV3ForCausalLM
+        hf_cfg = hf_config(main_only)
         del_after(train_variant("hf_train", lambda: DeepseekV3ForCausalLM(hf_cfg)))
         hf = train_variant("hf_bf16_train", lambda: DeepseekV3ForCausalLM(hf_cfg), bf16_weights=True)
         hf.eval()

@@ -15,7 +15,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import emit, interleaved  # noqa: E402
+from common import emit, hf_config, interleaved  # noqa: E402
 
 from model import ModelConfig  # noqa: E402
 from model.moe import MoE  # noqa: E402
@@ -36,10 +36,9 @@ def build(args):
 
 
 def hf_layer(config, ours, implementation):
-    from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
-    hf_config = DeepseekV3Config(**{k: v for k, v in config.to_dict().items()
-                                    if k in DeepseekV3Config.__dataclass_fields__})
-    model = DeepseekV3ForCausalLM._from_config(hf_config, experts_implementation=implementation)
+    from transformers import DeepseekV3ForCausalLM
+    model = DeepseekV3ForCausalLM._from_config(hf_config(config),
+                                                experts_implementation=implementation)
     layer = model.model.layers[0].mlp
     layer.load_state_dict(ours.state_dict(), strict=False)
     layer.gate.e_score_correction_bias.copy_(ours.gate.e_score_correction_bias)

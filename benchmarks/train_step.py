@@ -14,7 +14,7 @@ import torch
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import emit, interleaved  # noqa: E402
+from common import emit, hf_config, interleaved  # noqa: E402
 
 from model import ModelConfig, Transformer  # noqa: E402
 
@@ -27,17 +27,14 @@ def main():
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
+    from transformers import DeepseekV3ForCausalLM
 
     values = yaml.safe_load(open(args.config))["model"]
     ours_mtp = ModelConfig(**values)
     ours_main = ModelConfig(**{**values, "num_nextn_predict_layers": 0})
-    hf_config = DeepseekV3Config(**{k: v for k, v in ours_main.to_dict().items()
-                                    if k in DeepseekV3Config.__dataclass_fields__})
-    hf_config.num_nextn_predict_layers = 0
     torch.manual_seed(0)
     models = {"ours": Transformer(ours_main), "ours_with_mtp": Transformer(ours_mtp),
-              "hf": DeepseekV3ForCausalLM(hf_config)}
+              "hf": DeepseekV3ForCausalLM(hf_config(ours_main))}
     ids = torch.randint(0, ours_main.vocab_size, (args.batch, args.seq), device=args.device)
 
     def step(model):
