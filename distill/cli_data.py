@@ -14,13 +14,13 @@ file and renamed, so a killed run leaves no partial output.
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import sys
 from pathlib import Path
 
 from distill.cli import add_group
+from distill.cli_verify import write_jsonl
+from model.checkpoint import atomic_write
 
 STYLES = ("r1", "short", "none")
 
@@ -77,20 +77,6 @@ def synth_rows(task: str, n: int, split: str, seed: int, difficulty: int, style:
     return rows
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # open(), unlike mkstemp, keeps the umask
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _synth(args) -> int:
     if args.error_rate and args.style != "r1":
         print(f"distillery: warning: --error-rate {args.error_rate} is ignored with --style {args.style} "
@@ -98,7 +84,7 @@ def _synth(args) -> int:
     rows = synth_rows(args.task, args.n, args.split, args.seed, args.difficulty, args.style,
                       args.error_rate if args.style == "r1" else 0.0)
     out = Path(args.out)
-    _write_jsonl(out, rows)
+    atomic_write(out, lambda tmp: write_jsonl(tmp, rows))  # JSONL whatever the extension
     planted = sum(bool(r.get("planted_error")) for r in rows)
     extra = f", {planted} with planted errors" if args.style == "r1" else ""
     print(f"wrote {len(rows)} {args.task} {args.split} problems to {out} (style {args.style}{extra})")

@@ -16,12 +16,11 @@ A row without the completion or reference field is a ValueError naming the row a
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
+from model.checkpoint import atomic_write
 from verifiers import KINDS
 
 _JSONL = (".jsonl", ".json")
@@ -117,32 +116,25 @@ def read_rows(path) -> list[dict]:
     return rows
 
 
-def write_rows(path, rows: list[dict]) -> None:
-    """Write to a temp file next to `path`, then rename: a killed run leaves no half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        if _format(path) == "parquet":
-            os.close(fd)
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+def write_jsonl(tmp, rows: list[dict]) -> None:
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
-            try:
-                table = pa.Table.from_pylist(rows)
-            except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-                raise ValueError(f"{path}: rows do not fit one Parquet schema ({e}); "
-                                 "write .jsonl instead") from None
-            pq.write_table(table, tmp)
-        else:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                for row in rows:
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+def write_rows(path, rows: list[dict]) -> None:
+    """JSONL or Parquet by extension, written atomically (a killed run leaves no half file)."""
+    if _format(path) == "jsonl":
+        return atomic_write(path, lambda tmp: write_jsonl(tmp, rows))
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise ValueError(f"{path}: rows do not fit one Parquet schema ({e}); "
+                         "write .jsonl instead") from None
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def summary(verdicts, elapsed_s: float, out) -> str:

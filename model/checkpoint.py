@@ -148,28 +148,33 @@ def save_checkpoint(model, directory: str | os.PathLike, max_shard_bytes: int = 
     names = ([WEIGHTS_NAME] if len(shards) == 1 else
              [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
     for name, shard in zip(names, shards):
-        _atomic(directory / name, lambda tmp, shard=shard: save_file(shard, tmp, {"format": "pt"}))
+        atomic_write(directory / name, lambda tmp, shard=shard: save_file(shard, tmp, {"format": "pt"}))
     if len(shards) > 1:
         index = {"metadata": {"total_size": sum(t.nbytes for t in tensors.values())},
                  "weight_map": {k: n for n, s in zip(names, shards) for k in s}}
-        _atomic(directory / INDEX_NAME, lambda tmp: Path(tmp).write_text(json.dumps(index, indent=2)))
+        atomic_write(directory / INDEX_NAME, lambda tmp: Path(tmp).write_text(json.dumps(index, indent=2)))
     config = model.config
     config.architectures = ["DeepseekV3ForCausalLM"]
     config.quantization_config = dict(FP8_QUANTIZATION_CONFIG) if fp8 else None
     weight = tensors["model.embed_tokens.weight"]  # the high-precision dtype, also under FP8
     config.dtype = str(weight.dtype).removeprefix("torch.")
-    _atomic(directory / "config.json", lambda tmp: Path(tmp).write_text(config.to_json_string()))
+    atomic_write(directory / "config.json", lambda tmp: Path(tmp).write_text(config.to_json_string()))
     generation = {"bos_token_id": config.bos_token_id, "eos_token_id": config.eos_token_id,
                   "pad_token_id": config.pad_token_id}
-    _atomic(directory / "generation_config.json",
+    atomic_write(directory / "generation_config.json",
             lambda tmp: Path(tmp).write_text(json.dumps(generation, indent=2)))
 
 
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """`write(tmp_path)` into a temp file beside `path`, then rename it into place, so a crash
+    never leaves half a file. The result is world-readable (mkstemp alone would leave 0600)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
