@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -34,6 +33,7 @@ from evals.generation import Generator, Sample, check_backend, make_generator, s
 from evals.metrics import (format_ok, is_truncated, ks_up_to, length_stats, maj_at_k,
                            mean_pass_at_k, pass_at_1, response_stats, split_response)
 from evals.report import write_json_atomic, write_report
+from evals.store import RowStore
 from evals.types import Benchmark, Problem
 
 SAMPLES, RESULTS = "samples.jsonl", "results.json"
@@ -154,52 +154,10 @@ def _prompt(cfg: EvalConfig, text: str):
 
 # -- the sample cache ---------------------------------------------------------------------------
 
-class SampleStore:
-    """samples.jsonl: read once, then appended one flushed row at a time. A last line cut by a
-    crash is dropped (and regenerated); a corrupt line elsewhere is an error naming it."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.rows: dict[tuple, dict] = {}
-        for row in self._read():
-            self.rows[self.key(row)] = row
-
-    @staticmethod
-    def key(row: dict) -> tuple:
-        return (row["model"], row["benchmark"], row["problem_id"], row["sample_index"],
-                row["budget"], row["gen_hash"])
-
-    def _read(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        data = self.path.read_bytes()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):
-            warnings.warn(f"{self.path}: dropping an incomplete last row ({len(data) - end} "
-                          "bytes, a run was killed while writing it); it will be regenerated",
-                          stacklevel=3)
-            with open(self.path, "r+b") as f:
-                f.truncate(end)
-        rows = []
-        for lineno, line in enumerate(data[:end].split(b"\n"), 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{self.path}:{lineno}: not a JSON row ({e}); delete that line "
-                                 "to resume (its sample is regenerated)") from e
-        return rows
-
-    def get(self, key: tuple) -> dict | None:
-        return self.rows.get(key)
-
-    def append(self, rows: list[dict]) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                f.flush()
-                self.rows[self.key(row)] = row
+def sample_key(row: dict) -> tuple:
+    """The cache key of an eval sample row (see the module doc)."""
+    return (row["model"], row["benchmark"], row["problem_id"], row["sample_index"],
+            row["budget"], row["gen_hash"])
 
 
 # -- generation ---------------------------------------------------------------------------------
@@ -208,7 +166,7 @@ class _Work:
     """Generation for one model: the generator is loaded on first need (a fully cached model is
     never loaded), and rows are verified and appended chunk by chunk."""
 
-    def __init__(self, cfg: EvalConfig, spec: ModelSpec, store: SampleStore, pool):
+    def __init__(self, cfg: EvalConfig, spec: ModelSpec, store: RowStore, pool):
         self.cfg, self.spec, self.store, self.pool = cfg, spec, store, pool
         self.generator: Generator | None = None
 
@@ -319,7 +277,7 @@ class _Work:
 
 # -- results ------------------------------------------------------------------------------------
 
-def job_rows(store: SampleStore, work: _Work, job: Job, budget: int | None) -> list[dict]:
+def job_rows(store: RowStore, work: _Work, job: Job, budget: int | None) -> list[dict]:
     """This run's rows of one model x benchmark (x budget), in problem then sample order."""
     n = job.k if budget is None else job.budget_k
     rows = []
@@ -400,7 +358,7 @@ def run_eval(cfg: EvalConfig) -> Path:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "eval_config.yaml")
-    store = SampleStore(out / SAMPLES)
+    store = RowStore(out / SAMPLES, key=sample_key)
     results, all_rows = [], []
     with VerifierPool(cfg.verify_workers, cfg.verify_timeout_s, progress=False) as pool:
         for spec in cfg.models:

@@ -1,7 +1,8 @@
 """The `distillery` command: one top-level parser, command groups registered by their own modules.
 
 Each area of the suite (model, tokenizer, pretrain, generate, filter, sft, grpo, eval, run) keeps its
-commands in its own `distill/cli_*.py` with a `register(subparsers)` function that adds parsers and
+commands in its own thin `distill/cli/<command>.py` (arguments and config only; the work lives in
+the stage modules) with a `register(subparsers)` function that adds parsers and
 sets `func=handler(args) -> int | None` on each. Modules are imported one by one when the parser is
 built, so an area whose import fails (a missing optional dependency) is reported in `--help` and
 leaves the other commands working.
@@ -18,7 +19,14 @@ import importlib
 import sys
 from importlib import metadata
 
-COMMAND_MODULES = ["distill.cli_model", "distill.cli_pretrain", "distill.cli_tokenizer", "distill.cli_verify", "distill.cli_eval", "distill.cli_data"]
+COMMAND_MODULES = [
+    "distill.cli.model",
+    "distill.cli.pretrain",
+    "distill.cli.tokenizer",
+    "distill.cli.verify",
+    "distill.cli.eval",
+    "distill.cli.data",
+]
 
 
 def add_group(subparsers: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:

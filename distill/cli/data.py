@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from distill.cli import add_group
-from distill.cli_verify import write_jsonl
+from distill.cli.verify import write_jsonl
 from model.checkpoint import atomic_write
 
 STYLES = ("r1", "short", "none")
