@@ -1,28 +1,30 @@
-"""Generation backends behind one interface, for evaluation (or anything sampling k per prompt).
+"""Generation backends behind one interface, shared by evaluation and teacher generation.
 
     gen = make_generator(ModelSpec(name, path, backend), enable_thinking=True)
     samples = gen.generate(prompts, n, sampling, seeds=None, stop=())   # -> list[list[Sample]]
+    for i, sample in gen.iter_generate(flat_prompts, flat_seeds, sampling): ...   # as they finish
 
 A prompt is text (fed as is) or chat messages (rendered with the tokenizer's chat template, with
-`enable_thinking`). Backends: "engine" (model.engine.Engine over our checkpoints), "transformers"
-(AutoModelForCausalLM.generate, any local HF model), "vllm" (lazy import, thin), "openai" (an
-OpenAI-compatible /v1/chat/completions endpoint over httpx, thin). A local model path that does
-not exist is an error when the generator is made, before anything is generated.
+`enable_thinking`; `force_think` also appends `<think>\n` when the template does not open the
+reasoning block itself, as DeepSeek-R1's usage notes ask). Backends: "engine"
+(model.engine.Engine over our checkpoints, batched, optional MTP speculation), "transformers"
+(AutoModelForCausalLM.generate, any local HF model, left-padded batches), "vllm" (lazy import,
+thin: offline `LLM`, parallelism options passed through), "openai" (evals/openai_client.py: any
+OpenAI-compatible endpoint, with concurrency, retries and a request budget). A local model path
+that does not exist is an error when the generator is made, before anything is generated.
 
 Seeds: sample j of prompt i uses seeds[i][j] (default: `sample_seed(sampling.seed, i, j)`); the
-eval runner passes seeds derived from (benchmark, problem id, sample index), so a resumed run
-that regenerates only some samples draws the tokens a full run would have drawn. The engine and
-transformers backends seed each call (exact with batch_size 1; a batch takes its first sample's
-seed); vLLM and OpenAI-compatible servers take a seed per request.
+eval runner and `distillery generate` pass seeds derived from (problem id, sample index), so a
+resumed run that regenerates only some samples draws the tokens a full run would have drawn. The
+engine gives every row of a batch its own seeded generator (exact at any batch_size, up to the
+float rounding of batched matmuls); transformers seeds each batch with its first sample's seed
+(exact with batch_size 1); vLLM and OpenAI-compatible servers take a seed per request.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -37,7 +39,8 @@ class Sample:
     """One generation. text: the new text only (special tokens removed, cut after a stop string).
     finish_reason: "stop" (EOS or a stop string) or "length". reasoning_tokens: set by a backend
     (or budget forcing) that knows it exactly, else None. token_ids: the new token ids where the
-    backend has them. think_opened: the prompt itself ended in an open `<think>`."""
+    backend has them. think_opened: the prompt itself ended in an open `<think>`. error: set (with
+    finish_reason "error") when a backend that marks failures could not produce the sample."""
 
     text: str
     finish_reason: str
@@ -46,6 +49,7 @@ class Sample:
     reasoning_tokens: int | None = None
     token_ids: list[int] | None = None
     think_opened: bool = False
+    error: str | None = None
 
 
 def sample_seed(*parts) -> int:
@@ -92,6 +96,17 @@ class Generator:
             if prompts else []
         return [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
 
+    def iter_generate(self, prompts: list[Prompt], seeds: list[int], sampling: SamplingParams,
+                      stop=()):
+        """One sample per (prompt, seed), yielded as (index, Sample) as soon as each is done:
+        a batch at a time for local backends, one request at a time for served ones, so a caller
+        can write every finished sample before the next starts."""
+        step = max(1, getattr(self, "batch_size", 1))
+        for start in range(0, len(prompts), step):
+            outs = self._generate_flat(prompts[start:start + step], seeds[start:start + step],
+                                       sampling, tuple(stop))
+            yield from enumerate(outs, start)
+
     def _generate_flat(self, prompts, seeds, sampling, stop) -> list[Sample]:
         raise NotImplementedError
 
@@ -119,11 +134,13 @@ def _device(device: str | None) -> str:
 class _LocalGenerator(Generator):
     """Tokenizer-side work shared by the engine and transformers backends."""
 
-    def __init__(self, path, *, enable_thinking=True, device=None, dtype=None, batch_size=1):
+    def __init__(self, path, *, enable_thinking=True, device=None, dtype=None, batch_size=1,
+                 force_think=False):
         from transformers import AutoTokenizer
 
         self.path = check_model_path(path)
         self.enable_thinking, self.batch_size = enable_thinking, batch_size
+        self.force_think = force_think
         self.device, self.dtype = _device(device), dtype or "auto"
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         close_ids = self.tokenizer.encode(THINK_CLOSE, add_special_tokens=False)
@@ -135,8 +152,11 @@ class _LocalGenerator(Generator):
         if not getattr(self.tokenizer, "chat_template", None):
             raise ValueError(f"{self.path}: the tokenizer has no chat template; set "
                              "chat_template: false to feed plain prompts")
-        return self.tokenizer.apply_chat_template(
+        text = self.tokenizer.apply_chat_template(
             prompt, add_generation_prompt=True, tokenize=False, enable_thinking=self.enable_thinking)
+        if self.force_think and not opens_thinking(text):
+            text += THINK_OPEN + "\n"
+        return text
 
     def encode(self, text: str) -> list[int]:
         """Token ids; no second BOS when the text (a rendered chat prompt) starts with one."""
@@ -149,35 +169,41 @@ class _LocalGenerator(Generator):
         for start in range(0, len(texts), self.batch_size):
             batch = texts[start:start + self.batch_size]
             ids = [self.encode(t) for t in batch]
-            outs = self._run_batch(ids, seeds[start], sampling, stop)
+            outs = self._run_batch(ids, seeds[start:start + self.batch_size], sampling, stop)
             for text, prompt_ids, (tokens, reason, new_text) in zip(batch, ids, outs):
                 samples.append(Sample(new_text, reason, len(prompt_ids), len(tokens),
                                       token_ids=list(tokens), think_opened=opens_thinking(text)))
         return samples
 
-    def _run_batch(self, ids, seed, sampling, stop) -> list[tuple[list[int], str, str]]:
-        """(new token ids, finish_reason, new text) per sequence."""
+    def _run_batch(self, ids, seeds, sampling, stop) -> list[tuple[list[int], str, str]]:
+        """(new token ids, finish_reason, new text) per sequence; seeds: one per sequence."""
         raise NotImplementedError
 
 
 class EngineGenerator(_LocalGenerator):
-    """The in-repo engine (static MLA latent cache) over one of our checkpoints."""
+    """The in-repo engine (static MLA latent cache) over one of our checkpoints; every row of a
+    batch draws from its own seeded generator. use_mtp: MTP self-speculative decoding (the
+    output distribution is plain decoding's; faster when the MTP module's drafts are accepted)."""
 
     backend = "engine"
 
-    def __init__(self, path, **kwargs):
+    def __init__(self, path, *, use_mtp: bool = False, **kwargs):
         super().__init__(path, **kwargs)
         from model import Transformer
         from model.engine import Engine
 
         model = Transformer.from_pretrained(self.path, dtype=self.dtype, device=self.device)
+        if use_mtp and not model.config.num_nextn_predict_layers:
+            raise ValueError(f"{self.path}: use_mtp needs a checkpoint with MTP modules "
+                             "(num_nextn_predict_layers > 0)")
         self.engine = Engine(model.eval(), self.tokenizer)
+        self.use_mtp = use_mtp
 
-    def _run_batch(self, ids, seed, sampling, stop):
+    def _run_batch(self, ids, seeds, sampling, stop):
         result = self.engine.generate(
             ids, max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
             top_p=sampling.top_p, top_k=sampling.top_k, eos_token_ids=None, stop_strings=stop,
-            seed=seed, use_mtp=False)
+            seed=list(seeds), use_mtp=self.use_mtp)
         return list(zip(result.tokens, result.finish_reason, result.text))
 
     def close(self) -> None:
@@ -196,14 +222,20 @@ class TransformersGenerator(_LocalGenerator):
 
         model = AutoModelForCausalLM.from_pretrained(self.path, dtype=self.dtype)
         self.model = model.to(self.device)
+        if self.device == "cpu":
+            from model.threads import apply_thread_rule
+
+            active = sum(p.numel() for p in self.model.parameters())  # dense upper bound
+            apply_thread_rule(2.0 * active, where="transformers decode")
         self.model.eval()
         self.tokenizer.padding_side = "left"
         self.eos_ids = _as_list(self.model.generation_config.eos_token_id) or \
             _as_list(self.tokenizer.eos_token_id)
 
-    def _run_batch(self, ids, seed, sampling, stop):
+    def _run_batch(self, ids, seeds, sampling, stop):
         import torch
 
+        seed = seeds[0]  # HF generate draws from the global RNG: one seed per batch
         pad = self.tokenizer.pad_token_id
         pad = pad if pad is not None else self.eos_ids[0]
         width = max(len(x) for x in ids)
@@ -266,7 +298,11 @@ def _free_cuda() -> None:
 # -- served models (vllm, openai) ---------------------------------------------------------------
 
 class VLLMGenerator(_LocalGenerator):
-    """vLLM's offline `LLM.generate` with a per-request seed; `options` go to `LLM(...)`."""
+    """vLLM's offline `LLM.generate`. `options` go to `LLM(...)` (tensor_parallel_size,
+    data_parallel_size, gpu_memory_utilization, max_model_len, ...), except `n_per_request`:
+    True sends the n samples of a prompt as one request (`SamplingParams(n=...)`, seeded with
+    the first sample's seed: one prefill, but a resumed run redraws the group); the default sends
+    one request per sample with its own seed (vLLM's prefix cache shares the prompt anyway)."""
 
     backend = "vllm"
 
@@ -278,94 +314,48 @@ class VLLMGenerator(_LocalGenerator):
                               "'r1-distillery[vllm]'); use backend engine or transformers "
                               f"without it ({e})") from e
         super().__init__(path, **kwargs)
+        options = dict(options or {})
+        self.n_per_request = bool(options.pop("n_per_request", False))
         self._vllm = vllm
-        self.llm = vllm.LLM(model=str(self.path), dtype=self.dtype, **(options or {}))
+        self.llm = vllm.LLM(model=str(self.path), dtype=self.dtype, **options)
+
+    def _params(self, n, seed, sampling, stop):
+        return self._vllm.SamplingParams(
+            n=n, temperature=sampling.temperature, top_p=sampling.top_p,
+            top_k=sampling.top_k if sampling.top_k > 0 else -1, max_tokens=sampling.max_new_tokens,
+            seed=seed, stop=list(stop) or None, include_stop_str_in_output=True)
+
+    def generate(self, prompts, n, sampling, *, seeds=None, stop=()):
+        if not self.n_per_request or n == 1:
+            return super().generate(prompts, n, sampling, seeds=seeds, stop=stop)
+        seeds = seeds or [[sample_seed(sampling.seed, i, 0)] for i in range(len(prompts))]
+        texts = [self.render(p) for p in prompts]
+        outputs = self.llm.generate([{"prompt_token_ids": self.encode(t)} for t in texts],
+                                    [self._params(n, s[0], sampling, stop) for s in seeds],
+                                    use_tqdm=True)
+        return [[self._sample(text, out, o) for o in out.outputs]
+                for text, out in zip(texts, outputs)]
 
     def _generate_flat(self, prompts, seeds, sampling, stop):
         texts = [self.render(p) for p in prompts]
-        params = [self._vllm.SamplingParams(
-            n=1, temperature=sampling.temperature, top_p=sampling.top_p,
-            top_k=sampling.top_k if sampling.top_k > 0 else -1, max_tokens=sampling.max_new_tokens,
-            seed=seed, stop=list(stop) or None, include_stop_str_in_output=True) for seed in seeds]
         requests = [{"prompt_token_ids": self.encode(t)} for t in texts]
-        outputs = self.llm.generate(requests, params, use_tqdm=True)
-        samples = []
-        for text, out in zip(texts, outputs):
-            o = out.outputs[0]
-            samples.append(Sample(o.text, "length" if o.finish_reason == "length" else "stop",
-                                  len(out.prompt_token_ids), len(o.token_ids),
-                                  token_ids=list(o.token_ids), think_opened=opens_thinking(text)))
-        return samples
+        outputs = self.llm.generate(requests, [self._params(1, s, sampling, stop) for s in seeds],
+                                    use_tqdm=True)
+        return [self._sample(text, out, out.outputs[0]) for text, out in zip(texts, outputs)]
+
+    def iter_generate(self, prompts, seeds, sampling, stop=()):
+        # vLLM schedules best with everything at once; the caller chunks (evals CHUNK: 1024)
+        yield from enumerate(self._generate_flat(prompts, seeds, sampling, tuple(stop)))
+
+    @staticmethod
+    def _sample(text, out, o) -> Sample:
+        return Sample(o.text, "length" if o.finish_reason == "length" else "stop",
+                      len(out.prompt_token_ids), len(o.token_ids), token_ids=list(o.token_ids),
+                      think_opened=opens_thinking(text))
 
     def close(self) -> None:
         self.llm = None
         _free_cuda()
-
-
-class OpenAIGenerator(Generator):
-    """POST {base_url}/chat/completions, one request per sample (seed passed through), a thread
-    pool of `concurrency` requests, 3 tries on connection errors and 429/5xx. A separate
-    `reasoning_content` (DeepSeek API, vLLM reasoning parsers) is put back as a think block."""
-
-    backend = "openai"
-
-    def __init__(self, model: str, base_url: str, *, api_key_env="OPENAI_API_KEY",
-                 enable_thinking=True, concurrency: int = 8, timeout_s: float = 3600.0):
-        import httpx
-
-        self.model, self.url = model, base_url.rstrip("/") + "/chat/completions"
-        key = os.environ.get(api_key_env)
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.client = httpx.Client(headers=headers, timeout=timeout_s)
-        self.concurrency = concurrency
-        if not enable_thinking:
-            from model.config import warn_ignored
-            warn_ignored("enable_thinking: false", "an OpenAI endpoint applies its own template")
-
-    def _generate_flat(self, prompts, seeds, sampling, stop):
-        with ThreadPoolExecutor(self.concurrency) as pool:
-            return list(pool.map(lambda a: self._one(*a, sampling, stop), zip(prompts, seeds)))
-
-    def _one(self, prompt, seed, sampling, stop) -> Sample:
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        body = {"model": self.model, "messages": messages, "temperature": sampling.temperature,
-                "top_p": sampling.top_p, "max_tokens": sampling.max_new_tokens, "seed": seed,
-                "n": 1}
-        if sampling.top_k > 0:
-            body["top_k"] = sampling.top_k  # vLLM/SGLang servers accept it; OpenAI ignores it
-        if stop:
-            body["stop"] = list(stop)
-        data = self._post(body)
-        choice, usage = data["choices"][0], data.get("usage") or {}
-        message = choice.get("message") or {}
-        text = message.get("content") or ""
-        reasoning = message.get("reasoning_content") or message.get("reasoning")
-        if reasoning:
-            text = f"{THINK_OPEN}\n{reasoning}\n{THINK_CLOSE}\n\n{text}"
-        details = usage.get("completion_tokens_details") or {}
-        return Sample(text, "length" if choice.get("finish_reason") == "length" else "stop",
-                      usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
-                      reasoning_tokens=details.get("reasoning_tokens"))
-
-    def _post(self, body) -> dict:
-        import httpx
-
-        for attempt in range(3):
-            try:
-                response = self.client.post(self.url, json=body)
-            except httpx.TransportError as e:
-                error = f"{type(e).__name__}: {e}"
-            else:
-                if response.status_code == 200:
-                    return response.json()
-                error = f"HTTP {response.status_code}: {response.text[:300]}"
-                if response.status_code != 429 and response.status_code < 500:
-                    break
-            time.sleep(2 ** attempt)
-        raise RuntimeError(f"{self.url} ({self.model}): {error}")
-
-    def close(self) -> None:
-        self.client.close()
 
 
 # -- construction -------------------------------------------------------------------------------
@@ -383,20 +373,34 @@ def check_backend(spec: ModelSpec, where: str = "model") -> None:
                              "(pip install 'r1-distillery[vllm]'), or use backend engine")
 
 
-def make_generator(spec: ModelSpec, *, enable_thinking: bool = True) -> Generator:
-    """Load the model `spec` names (errors for a missing path come before any loading)."""
+LOCAL_OPTIONS = {"engine": {"use_mtp"}, "transformers": set()}
+
+
+def make_generator(spec: ModelSpec, *, enable_thinking: bool = True, force_think: bool = False,
+                   on_error: str = "raise") -> Generator:
+    """Load the model `spec` names (errors for a missing path come before any loading).
+    on_error: the openai backend's failure mode ("raise", or "mark" failed samples)."""
     check_backend(spec, f"model {spec.name!r}")
     options = dict(spec.options)
     if spec.backend == "openai":
-        return OpenAIGenerator(spec.path, spec.base_url, api_key_env=spec.api_key_env,
-                               enable_thinking=enable_thinking, **options)
+        from evals.openai_client import OpenAIGenerator
+
+        if force_think:
+            from model.config import warn_ignored
+            warn_ignored("force_think", "an OpenAI endpoint applies its own chat template")
+        try:
+            return OpenAIGenerator(spec.path, spec.base_url, api_key_env=spec.api_key_env,
+                                   enable_thinking=enable_thinking, on_error=on_error, **options)
+        except TypeError as e:
+            raise ValueError(f"model {spec.name!r}: bad openai option: {e}") from None
     local = dict(enable_thinking=enable_thinking, device=spec.device, dtype=spec.dtype,
-                 batch_size=spec.batch_size)
-    if options and spec.backend != "vllm":
-        raise ValueError(f"model {spec.name!r}: options are for the vllm and openai backends, "
-                         f"got {sorted(options)} with backend {spec.backend}")
+                 batch_size=spec.batch_size, force_think=force_think)
+    allowed = LOCAL_OPTIONS.get(spec.backend)
+    if allowed is not None and set(options) - allowed:
+        raise ValueError(f"model {spec.name!r}: options {sorted(set(options) - allowed)} are not "
+                         f"options of backend {spec.backend} (allowed: {sorted(allowed)})")
     if spec.backend == "engine":
-        return EngineGenerator(spec.path, **local)
+        return EngineGenerator(spec.path, **options, **local)
     if spec.backend == "transformers":
         return TransformersGenerator(spec.path, **local)
     if spec.backend == "vllm":
@@ -406,3 +410,11 @@ def make_generator(spec: ModelSpec, *, enable_thinking: bool = True) -> Generato
 
 def with_max_tokens(sampling: SamplingParams, max_new_tokens: int) -> SamplingParams:
     return replace(sampling, max_new_tokens=max_new_tokens)
+
+
+def __getattr__(name):  # the openai backend moved to evals/openai_client.py; keep the old name
+    if name == "OpenAIGenerator":
+        from evals.openai_client import OpenAIGenerator
+
+        return OpenAIGenerator
+    raise AttributeError(name)

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import torch
 
 from model.cache import LatentCache
-from model.sampling import (check_sampling_args, logits_to_probs, sample, sample_from_logits,
-                            speculative_accept)
+from model.sampling import (RowGenerators, check_sampling_args, logits_to_probs, sample,
+                            sample_from_logits, speculative_accept)
 
 
 @dataclass
@@ -87,9 +87,9 @@ class _StopWatcher:
 class _Sequence:
     """Host-side bookkeeping for one sequence: emitted tokens, finish reason, stop strings."""
 
-    def __init__(self, num_prompt_tokens, limit, eos_ids, watcher):
+    def __init__(self, num_prompt_tokens, limit, eos_ids, watcher, index=0, on_tokens=None):
         self.num_prompt_tokens, self.limit, self.eos_ids = num_prompt_tokens, limit, eos_ids
-        self.watcher = watcher
+        self.watcher, self.index, self.on_tokens = watcher, index, on_tokens
         self.tokens: list[int] = []
         self.finish_reason = None if limit > 0 else "length"
         self.stop_text = None  # the text cut after the stop string that ended the sequence
@@ -103,6 +103,8 @@ class _Sequence:
             self.finish_reason, self.stop_text = "stop", self.watcher.text
         elif len(self.tokens) >= self.limit:
             self.finish_reason = "length"
+        if self.on_tokens is not None:
+            self.on_tokens(self.index, [token], self.finish_reason)
         return self.finish_reason is not None
 
     def text(self, tokenizer) -> str:
@@ -112,9 +114,29 @@ class _Sequence:
 
 
 class Engine:
-    def __init__(self, model, tokenizer=None):
+    """threads: "auto" applies `model.threads.apply_thread_rule` once (CPU only) for this model's
+    decode work; an int sets it; None leaves torch's setting alone."""
+
+    def __init__(self, model, tokenizer=None, threads: int | str | None = "auto"):
         self.model, self.tokenizer = model, tokenizer
         self.config = model.config
+        if threads is not None and self.device.type == "cpu":
+            self._set_threads(threads)
+
+    def _set_threads(self, threads: int | str) -> None:
+        from model.threads import apply_thread_rule
+
+        if threads == "auto":
+            active = sum(p.numel() for n, p in self.model.named_parameters()
+                         if ".experts." not in n and "mtp" not in n)
+            c = self.config
+            active += 3 * c.hidden_size * c.moe_intermediate_size * c.num_experts_per_tok * \
+                max(0, c.num_hidden_layers - c.first_k_dense_replace)
+            apply_thread_rule(2.0 * active, where="engine decode")  # 2 FLOPs/param/token
+        elif isinstance(threads, int) and threads >= 1:
+            torch.set_num_threads(threads)
+        else:
+            raise ValueError(f"threads must be 'auto', a positive int or None, got {threads!r}")
 
     @property
     def device(self):
@@ -186,38 +208,53 @@ class Engine:
         eos = getattr(source, "eos_token_id", None)
         return () if eos is None else (eos,) if isinstance(eos, int) else tuple(eos)
 
-    def generate(self, prompts: list[list[int]], max_new_tokens: int = 256,
+    def generate(self, prompts: list[list[int]], max_new_tokens: int | list[int] = 256,
                  temperature: float = 0.6, top_p: float = 1.0, top_k: int = 0,
-                 eos_token_ids=None, stop_strings=(), seed: int | None = None,
-                 use_mtp: bool = False) -> GenerationResult:
+                 eos_token_ids=None, stop_strings=(), seed: int | list[int] | None = None,
+                 use_mtp: bool = False, row_stop_strings: list | None = None,
+                 on_tokens=None) -> GenerationResult:
         """Generate for every prompt. eos_token_ids None = the tokenizer's (else the config's)
-        EOS; () = none. Sequences stop at EOS, a stop string, max_new_tokens, or the context."""
+        EOS; () = none. Sequences stop at EOS, a stop string, max_new_tokens, or the context.
+
+        Per-row options (a server batching unrelated requests): `max_new_tokens` and `seed` may be
+        lists with one value per prompt (a seed list gives each row its own generator, so a row
+        draws what it would draw alone); `row_stop_strings` is a list of stop-string tuples per
+        prompt (added to `stop_strings`). `on_tokens(i, new_tokens, finish_reason)` is called
+        from this thread as prompt i's tokens are emitted (finish_reason None until the last)."""
         check_sampling_args(temperature, top_k, top_p)
         stop_strings = (stop_strings,) if isinstance(stop_strings, str) else tuple(stop_strings)
         self._check_prompts(prompts)
-        if max_new_tokens < 0:
+        limits = self._per_row(max_new_tokens, len(prompts), "max_new_tokens")
+        stops = [stop_strings + tuple(r) for r in
+                 self._per_row(row_stop_strings, len(prompts), "row_stop_strings", ())]
+        if any(m < 0 for m in limits):
             raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-        if stop_strings and self.tokenizer is None:
+        if any(stops) and self.tokenizer is None:
             raise ValueError("stop_strings need the Engine to have a tokenizer")
-        if any(not s for s in stop_strings):
+        if any(not s for row in stops for s in row):
             raise ValueError("stop_strings must be non-empty strings")
         if use_mtp and len(self.model.mtp_layers) == 0:
             raise ValueError("use_mtp=True needs a model with MTP modules "
                              "(num_nextn_predict_layers > 0)")
         eos = frozenset(self._default_eos() if eos_token_ids is None else eos_token_ids)
         context = self.config.max_position_embeddings
-        if any(len(p) + max_new_tokens > context for p in prompts):
+        if any(len(p) + m > context for p, m in zip(prompts, limits)):
             warnings.warn(f"generate: max_new_tokens={max_new_tokens} runs past the context "
                           f"({context}); those sequences stop there with finish_reason 'length'",
                           stacklevel=2)
-        seqs = [_Sequence(len(p), min(max_new_tokens, context - len(p)), eos,
-                          _StopWatcher(self.tokenizer, stop_strings) if stop_strings else None)
-                for p in prompts]
-        generator = torch.Generator(device=self.device)
-        if seed is not None:
-            generator.manual_seed(seed)
+        seqs = [_Sequence(len(p), min(m, context - len(p)), eos,
+                          _StopWatcher(self.tokenizer, stop) if stop else None, i, on_tokens)
+                for i, (p, m, stop) in enumerate(zip(prompts, limits, stops))]
+        if isinstance(seed, (list, tuple)):
+            if len(seed) != len(prompts):
+                raise ValueError(f"seed: {len(seed)} seeds for {len(prompts)} prompts")
+            generator = RowGenerators.seeded(list(seed), self.device)
         else:
-            generator.seed()
+            generator = torch.Generator(device=self.device)
+            if seed is not None:
+                generator.manual_seed(seed)
+            else:
+                generator.seed()
         sampling = (temperature, top_k, top_p, generator)
 
         was_training = self.model.training
@@ -230,6 +267,16 @@ class Engine:
             self.model.train(was_training)
         elapsed = time.perf_counter() - start
         return self._result(seqs, elapsed, use_mtp, *stats)
+
+    @staticmethod
+    def _per_row(value, n: int, name: str, default=None) -> list:
+        if value is None:
+            return [default] * n
+        if name == "row_stop_strings" or isinstance(value, (list, tuple)):
+            if len(value) != n:
+                raise ValueError(f"{name}: {len(value)} values for {n} prompts")
+            return list(value)
+        return [value] * n
 
     def _result(self, seqs, elapsed, use_mtp, prefill_s, num_steps, drafted, accepted):
         texts = None
@@ -277,6 +324,9 @@ class Engine:
         state = [t[rows] if len(rows) < B else t for t in (last, draft, q) if t is not None]
         if len(rows) < B:
             cache.reorder(torch.tensor(rows, dtype=torch.long, device=device))
+            if isinstance(generator, RowGenerators):
+                generator = generator.select(rows)
+                sampling = (temperature, top_k, top_p, generator)
         pos_dev = torch.tensor(pos, device=device)
 
         num_steps = drafted = accepted = 0
@@ -304,6 +354,9 @@ class Engine:
                 index = torch.tensor(keep, dtype=torch.long, device=device)
                 cache.reorder(index)
                 state, pos_dev = [t[index] for t in state], pos_dev[index]
+                if isinstance(generator, RowGenerators):
+                    generator = generator.select(keep)
+                    sampling = (temperature, top_k, top_p, generator)
                 rows, pos = [rows[r] for r in keep], [pos[r] for r in keep]
         return prefill_s, num_steps, drafted, accepted
 

@@ -10,6 +10,31 @@ from __future__ import annotations
 import torch
 
 
+class RowGenerators:
+    """One `torch.Generator` per batch row, so a row draws the same numbers whatever else is in
+    its batch (a request's seed means the same alone or batched). `select` follows the engine
+    when it drops finished rows."""
+
+    def __init__(self, generators: list[torch.Generator]):
+        self.generators = generators
+
+    @classmethod
+    def seeded(cls, seeds: list[int], device) -> "RowGenerators":
+        return cls([torch.Generator(device=device).manual_seed(int(s)) for s in seeds])
+
+    def select(self, rows: list[int]) -> "RowGenerators":
+        return RowGenerators([self.generators[r] for r in rows])
+
+    def exponential(self, like_BV: torch.Tensor) -> torch.Tensor:
+        assert like_BV.shape[0] == len(self.generators), "one generator per row"
+        return torch.stack([torch.empty_like(row).exponential_(1.0, generator=g)
+                            for row, g in zip(like_BV, self.generators)])
+
+    def uniform(self, like_B: torch.Tensor) -> torch.Tensor:
+        return torch.stack([torch.rand((), generator=g, device=like_B.device, dtype=like_B.dtype)
+                            for g in self.generators])
+
+
 def check_sampling_args(temperature: float, top_k: int, top_p: float) -> None:
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
@@ -49,11 +74,14 @@ def logits_to_probs(logits_BV: torch.Tensor, temperature: float, top_k: int = 0,
     return logits.softmax(dim=-1)
 
 
-def sample(probs_BV: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def sample(probs_BV: torch.Tensor, generator: torch.Generator | RowGenerators | None) -> torch.Tensor:
     """Draw one token per row: argmax(p / E) with E ~ Exp(1) i.i.d. picks token i with
     probability p_i (the exponential race), without a host sync. A zero-probability token never
     wins."""
-    race = torch.empty_like(probs_BV).exponential_(1.0, generator=generator)
+    if isinstance(generator, RowGenerators):
+        race = generator.exponential(probs_BV)
+    else:
+        race = torch.empty_like(probs_BV).exponential_(1.0, generator=generator)
     return (probs_BV / race).argmax(dim=-1)
 
 
@@ -73,7 +101,10 @@ def speculative_accept(p_BV: torch.Tensor, q_BV: torch.Tensor, draft_B: torch.Te
     """
     p_d = p_BV.gather(-1, draft_B[:, None])[:, 0]
     q_d = q_BV.gather(-1, draft_B[:, None])[:, 0]
-    u = torch.rand(p_d.shape, generator=generator, device=p_d.device, dtype=p_d.dtype)
+    if isinstance(generator, RowGenerators):
+        u = generator.uniform(p_d)
+    else:
+        u = torch.rand(p_d.shape, generator=generator, device=p_d.device, dtype=p_d.dtype)
     accepted = u * q_d < p_d  # u < p/q without dividing by a zero q(d)
     residual = (p_BV - q_BV).clamp(min=0)
     # Where p == q the residual is empty, but then d is accepted with probability 1 anyway.
