@@ -408,6 +408,20 @@ def make_generator(spec: ModelSpec, *, enable_thinking: bool = True, force_think
     raise ValueError(f"model {spec.name!r}: unknown backend {spec.backend!r}")
 
 
+def reasoning_tokens(generator: Generator, sample: Sample, reasoning: str) -> int | None:
+    """Tokens spent thinking: the backend's own count, else the position of `</think>` in the
+    token ids (all of them when the block never closed), else the reasoning text re-tokenized."""
+    if sample.reasoning_tokens is not None:
+        return sample.reasoning_tokens
+    close_id = getattr(generator, "think_close_id", None)
+    if sample.token_ids is not None and close_id is not None:
+        if close_id in sample.token_ids:
+            return sample.token_ids.index(close_id)
+        opened = sample.think_opened or sample.text.lstrip().startswith(THINK_OPEN)
+        return len(sample.token_ids) if opened else 0
+    return generator.count_tokens(reasoning) if reasoning else 0
+
+
 def with_max_tokens(sampling: SamplingParams, max_new_tokens: int) -> SamplingParams:
     return replace(sampling, max_new_tokens=max_new_tokens)
 

@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 
 from evals.budget import budget_curve, force_budget
 from evals.config import EvalConfig, ModelSpec
-from evals.generation import Generator, Sample, check_backend, make_generator, sample_seed
+from evals.generation import (Generator, Sample, check_backend, make_generator, reasoning_tokens,
+                              sample_seed)
 from evals.metrics import (format_ok, is_truncated, ks_up_to, length_stats, maj_at_k,
                            mean_pass_at_k, pass_at_1, response_stats, split_response)
 from evals.report import write_json_atomic, write_report
@@ -235,15 +236,7 @@ class _Work:
         return verdicts
 
     def _reasoning_tokens(self, sample: Sample, reasoning: str) -> int | None:
-        if sample.reasoning_tokens is not None:
-            return sample.reasoning_tokens
-        close_id = getattr(self.generator, "think_close_id", None)
-        if sample.token_ids is not None and close_id is not None:
-            if close_id in sample.token_ids:
-                return sample.token_ids.index(close_id)
-            opened = sample.think_opened or sample.text.lstrip().startswith("<think>")
-            return len(sample.token_ids) if opened else 0
-        return self.generator.count_tokens(reasoning) if reasoning else 0
+        return reasoning_tokens(self.generator, sample, reasoning)
 
     def _row(self, job: Job, chunk_item, sample: Sample, verdict, budget) -> dict:
         pi, j, key = chunk_item

@@ -26,6 +26,8 @@ COMMAND_MODULES = [
     "distill.cli.verify",
     "distill.cli.eval",
     "distill.cli.data",
+    "distill.cli.generate",
+    "distill.cli.serve",
 ]
 
 
