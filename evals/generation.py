@@ -385,9 +385,8 @@ def make_generator(spec: ModelSpec, *, enable_thinking: bool = True, force_think
     if spec.backend == "openai":
         from evals.openai_client import OpenAIGenerator
 
-        if force_think:
-            from model.config import warn_ignored
-            warn_ignored("force_think", "an OpenAI endpoint applies its own chat template")
+        # force_think does not apply: the endpoint renders its own chat template (R1 servers
+        # open `<think>` themselves)
         try:
             return OpenAIGenerator(spec.path, spec.base_url, api_key_env=spec.api_key_env,
                                    enable_thinking=enable_thinking, on_error=on_error, **options)

@@ -19,7 +19,10 @@ SGLang `serve`, DeepSeek's API, `distillery serve`), over httpx, hardened for lo
 - The key: read from the environment variable named by `api_key_env` and only ever put in the
   Authorization header; error texts are scrubbed of it, and it is never stored on the object.
 - Reasoning: a separate `reasoning_content` (DeepSeek API, vLLM/SGLang reasoning parsers,
-  `distillery serve --split-reasoning`) is put back in front as `<think>\\n...\\n</think>\\n\\n`.
+  `distillery serve --split-reasoning`) is put back in front as `<think>\\n...\\n</think>\\n\\n`
+  (without the close tag when the token limit cut it before any answer). Without one, a text
+  holding `</think>` but no `<think>` came from a template that opened the block in the prompt
+  (think_opened); a text with neither tag cannot be told from a non-thinking answer.
   A `stop_reason` naming one of our stop strings (vLLM, `distillery serve`) is appended back, so
   the text ends with its stop string like the local backends' does.
 """
@@ -89,7 +92,9 @@ def backoff_delay(attempt: int, backoff_s: float, max_backoff_s: float,
 class OpenAIGenerator(Generator):
     """POST {base_url}/chat/completions, one request per sample (its seed passed through).
     Options (the recipe's `options`): concurrency, timeout_s, max_retries, backoff_s,
-    max_backoff_s, max_requests, on_error, extra_body (merged into every request body)."""
+    max_backoff_s, max_requests, on_error, extra_body (merged into every request body),
+    prompt_opens_think (True: the endpoint's chat template opens `<think>`, as R1's does, so
+    a reply without reasoning_content is all reasoning until `</think>`; None: guess)."""
 
     backend = "openai"
 
@@ -97,7 +102,7 @@ class OpenAIGenerator(Generator):
                  enable_thinking: bool = True, concurrency: int = 8, timeout_s: float = 3600.0,
                  max_retries: int = 6, backoff_s: float = 1.0, max_backoff_s: float = 60.0,
                  max_requests: int | None = None, on_error: str = "raise",
-                 extra_body: dict | None = None):
+                 extra_body: dict | None = None, prompt_opens_think: bool | None = None):
         import httpx
 
         if concurrency < 1 or timeout_s <= 0 or max_retries < 0 or backoff_s < 0:
@@ -116,6 +121,7 @@ class OpenAIGenerator(Generator):
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self.budget = RequestBudget(max_requests)
         self.on_error, self.extra_body = on_error, dict(extra_body or {})
+        self.prompt_opens_think = prompt_opens_think
         self.retries = 0  # retried attempts over this generator's life (for summaries)
         self._rng = random.Random()
         if not enable_thinking:
@@ -168,17 +174,22 @@ class OpenAIGenerator(Generator):
         choice, usage = data["choices"][0], data.get("usage") or {}
         message = choice["message"]
         text = message.get("content") or ""
+        finish = "length" if choice.get("finish_reason") == "length" else "stop"
         reasoning = message.get("reasoning_content") or message.get("reasoning")
-        if reasoning:
-            text = f"{THINK_OPEN}\n{reasoning}\n{THINK_CLOSE}\n\n{text}"
+        opened = False
+        if reasoning:  # a reasoning cut by the token limit before any answer never closed
+            closed = bool(text) or finish != "length"
+            text = f"{THINK_OPEN}\n{reasoning}" + (f"\n{THINK_CLOSE}\n\n{text}" if closed else "")
+        else:  # an R1 template opened `<think>` in the prompt: the text has only the close tag
+            opened = self.prompt_opens_think if self.prompt_opens_think is not None else \
+                THINK_CLOSE in text and THINK_OPEN not in text
         stop_reason = choice.get("stop_reason")
         if isinstance(stop_reason, str) and stop_reason in stop and not text.endswith(stop_reason):
             text += stop_reason
         details = usage.get("completion_tokens_details") or {}
-        finish = "length" if choice.get("finish_reason") == "length" else "stop"
         return Sample(text, finish, int(usage.get("prompt_tokens") or 0),
                       int(usage.get("completion_tokens") or 0),
-                      reasoning_tokens=details.get("reasoning_tokens"))
+                      reasoning_tokens=details.get("reasoning_tokens"), think_opened=opened)
 
     # -- HTTP with retries ---------------------------------------------------------------------
     def _post(self, url: str, body: dict | None, retries: int | None = None) -> dict:

@@ -29,7 +29,8 @@ import time
 from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from distill.serve.batcher import Batcher, Job, QueueFull, Row, ShuttingDown
 from distill.serve.faults import FaultInjector, parse_faults
@@ -164,13 +165,16 @@ class Server:
 
 
 def create_app(cfg: ServeConfig, server: Server | None = None):
-    """The ASGI app (faults wrapped around it when asked)."""
+    """The ASGI app (faults wrapped around it when asked). A `server` passed in is shared: the
+    app's shutdown leaves its worker running (its owner stops it)."""
+    owned = server is None
     server = server or Server(cfg)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
-        server.batcher.stop()
+        if owned:
+            server.batcher.stop()
 
     app = FastAPI(title="distillery serve", lifespan=lifespan)
     app.state.server = server
@@ -204,6 +208,8 @@ def create_app(cfg: ServeConfig, server: Server | None = None):
             body = await request.json()
         except ValueError:
             return fail(400, "the body is not JSON", "invalid_request_error")
+        except ClientDisconnect:  # the client gave up (its timeout) before sending the body
+            return Response(status_code=499)
         if not isinstance(body, dict):
             return fail(400, "the body must be a JSON object", "invalid_request_error")
         if body.get("model") not in (None, "", server.name):

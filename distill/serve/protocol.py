@@ -132,6 +132,7 @@ class StreamText:
         self.mode = "reasoning" if opened else "start"  # start: not yet known whether thinking
         self.pending = ""  # routed text not yet emitted (could be part of a think tag)
         self.matched: str | None = None  # the stop string that ended the text
+        self.reasoning_started = False
 
     def push(self, tokens: list[int], final: bool) -> list[tuple[str, str]]:
         """New tokens in; (field, text) deltas out: field is "content" or "reasoning_content"."""
@@ -151,30 +152,43 @@ class StreamText:
         return self._route(new, final or matched is not None)
 
     def _route(self, new: str, final: bool) -> list[tuple[str, str]]:
+        """Route text to reasoning_content or content, matching `split_reasoning`: newlines at
+        either end of the reasoning and at the start of the answer are dropped."""
         self.pending += new
         out: list[tuple[str, str]] = []
         while True:
             if self.mode == "start":
                 stripped = self.pending.lstrip()
                 if stripped.startswith(THINK_OPEN):
-                    self.pending, self.mode = stripped[len(THINK_OPEN):].lstrip("\n"), "reasoning"
+                    self.pending, self.mode = stripped[len(THINK_OPEN):], "reasoning"
                     continue
                 if not final and (not stripped or THINK_OPEN.startswith(stripped)):
                     return out
                 self.mode = "content"
             if self.mode == "reasoning":
-                if THINK_CLOSE in self.pending:
-                    before, after = self.pending.split(THINK_CLOSE, 1)
-                    if before:
-                        out.append(("reasoning_content", before))
-                    self.pending, self.mode = after.lstrip("\n"), "content"
-                    continue
-                keep = 0 if final else _partial_suffix(self.pending, THINK_CLOSE)
-                piece = self.pending[:len(self.pending) - keep]
-                self.pending = self.pending[len(self.pending) - keep:]
+                if not self.reasoning_started:
+                    self.pending = self.pending.lstrip("\n")
+                closed = THINK_CLOSE in self.pending
+                if closed:
+                    piece, after = self.pending.split(THINK_CLOSE, 1)
+                    piece, rest = piece.rstrip("\n"), after
+                else:
+                    keep = 0 if final else _partial_suffix(self.pending, THINK_CLOSE)
+                    body = self.pending[:len(self.pending) - keep]
+                    piece = body.rstrip("\n")
+                    rest = "" if final else self.pending[len(piece):]
                 if piece:
                     out.append(("reasoning_content", piece))
-                return out
+                    self.reasoning_started = True
+                self.pending = rest
+                if not closed:
+                    return out
+                self.mode = "answer_start"
+            if self.mode == "answer_start":
+                self.pending = self.pending.lstrip("\n")
+                if not self.pending:
+                    return out
+                self.mode = "content"
             if self.pending:
                 out.append(("content", self.pending))
                 self.pending = ""
