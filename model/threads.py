@@ -80,10 +80,10 @@ def available_cpus() -> int:
     return max(1, cpus)
 
 
-def _cpu_times(cpus: list[int]) -> tuple[float, float] | None:
+def _cpu_times(cpus: list[int], stat: Path = Path("/proc/stat")) -> tuple[float, float] | None:
     """(idle, total) jiffies summed over `cpus` from /proc/stat; None where unreadable."""
     try:
-        lines = Path("/proc/stat").read_text().splitlines()
+        lines = stat.read_text().splitlines()
     except OSError:
         return None
     wanted, idle, total = {f"cpu{i}" for i in cpus}, 0.0, 0.0
