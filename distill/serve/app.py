@@ -179,9 +179,6 @@ def create_app(cfg: ServeConfig, server: Server | None = None):
     app = FastAPI(title="distillery serve", lifespan=lifespan)
     app.state.server = server
 
-    def fail(status: int, message: str, kind: str, param=None, headers=None):
-        return JSONResponse(error_body(message, kind, param, status), status, headers=headers)
-
     @app.middleware("http")
     async def authorize(request: Request, call_next):
         if cfg.api_key_env and request.url.path.startswith("/v1/"):
@@ -203,45 +200,13 @@ def create_app(cfg: ServeConfig, server: Server | None = None):
                                             "created": int(time.time()), "owned_by": "distillery",
                                             "max_model_len": server.context}]}
 
-    async def handle(request: Request, kind: str):
-        try:
-            body = await request.json()
-        except ValueError:
-            return fail(400, "the body is not JSON", "invalid_request_error")
-        except ClientDisconnect:  # the client gave up (its timeout) before sending the body
-            return Response(status_code=499)
-        if not isinstance(body, dict):
-            return fail(400, "the body must be a JSON object", "invalid_request_error")
-        if body.get("model") not in (None, "", server.name):
-            return fail(404, f"model {body.get('model')!r} is not served here; this server "
-                        f"serves {server.name!r}", "invalid_request_error", "model")
-        try:
-            params = parse_params(body, cfg.max_tokens)
-            ids, opened = server.prompt_ids(kind, body)
-        except RequestError as e:
-            return fail(400, str(e), "invalid_request_error", e.param)
-        split = kind == "chat" and bool(body.get("split_reasoning", cfg.split_reasoning))
-        loop, queue = asyncio.get_running_loop(), asyncio.Queue()
-        try:
-            server.submit(ids, params, loop, queue)
-        except QueueFull:
-            return fail(429, f"the queue is full ({cfg.max_queue} requests waiting); retry",
-                        "rate_limit", headers={"Retry-After": f"{cfg.retry_after_s:g}"})
-        except ShuttingDown:
-            return fail(503, "the server is shutting down", "server_error")
-        answer = Answer(server, kind, params, ids, opened, split, queue)
-        if params.stream:
-            return StreamingResponse(answer.events(), media_type="text/event-stream")
-        body, error = await answer.collect()
-        return fail(500, error, "server_error") if error else JSONResponse(body)
-
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
-        return await handle(request, "chat")
+        return await _handle(server, request, "chat")
 
     @app.post("/v1/completions")
     async def completions(request: Request):
-        return await handle(request, "text")
+        return await _handle(server, request, "text")
 
     if cfg.fault_list:
         wrapped = FaultInjector(app, cfg.fault_list, seed=cfg.fault_seed,
@@ -249,6 +214,45 @@ def create_app(cfg: ServeConfig, server: Server | None = None):
         app.state.faults = wrapped
         return wrapped
     return app
+
+
+def fail(status: int, message: str, kind: str, param=None, headers=None) -> JSONResponse:
+    return JSONResponse(error_body(message, kind, param, status), status, headers=headers)
+
+
+async def _handle(server: Server, request: Request, kind: str):
+    """One chat or text completion request: checks, submission, and the response."""
+    cfg = server.cfg
+    try:
+        body = await request.json()
+    except ValueError:
+        return fail(400, "the body is not JSON", "invalid_request_error")
+    except ClientDisconnect:  # the client gave up (its timeout) before sending the body
+        return Response(status_code=499)
+    if not isinstance(body, dict):
+        return fail(400, "the body must be a JSON object", "invalid_request_error")
+    if body.get("model") not in (None, "", server.name):
+        return fail(404, f"model {body.get('model')!r} is not served here; this server "
+                    f"serves {server.name!r}", "invalid_request_error", "model")
+    try:
+        params = parse_params(body, cfg.max_tokens)
+        ids, opened = server.prompt_ids(kind, body)
+    except RequestError as e:
+        return fail(400, str(e), "invalid_request_error", e.param)
+    split = kind == "chat" and bool(body.get("split_reasoning", cfg.split_reasoning))
+    loop, queue = asyncio.get_running_loop(), asyncio.Queue()
+    try:
+        server.submit(ids, params, loop, queue)
+    except QueueFull:
+        return fail(429, f"the queue is full ({cfg.max_queue} requests waiting); retry",
+                    "rate_limit", headers={"Retry-After": f"{cfg.retry_after_s:g}"})
+    except ShuttingDown:
+        return fail(503, "the server is shutting down", "server_error")
+    answer = Answer(server, kind, params, ids, opened, split, queue)
+    if params.stream:
+        return StreamingResponse(answer.events(), media_type="text/event-stream")
+    body, error = await answer.collect()
+    return fail(500, error, "server_error") if error else JSONResponse(body)
 
 
 class Answer:
