@@ -32,6 +32,9 @@ from evals.config import ModelSpec, SamplingParams
 
 Prompt = str | list[dict]
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+# Samples per generation call (times batch_size) in the eval and generate loops: rows are written
+# after each call, so this bounds what a crash can lose for the batch-at-once backends.
+CHUNK = {"engine": 16, "transformers": 16, "vllm": 1024, "openai": 256}
 
 
 @dataclass
@@ -325,27 +328,30 @@ class VLLMGenerator(_LocalGenerator):
             top_k=sampling.top_k if sampling.top_k > 0 else -1, max_tokens=sampling.max_new_tokens,
             seed=seed, stop=list(stop) or None, include_stop_str_in_output=True)
 
-    def generate(self, prompts, n, sampling, *, seeds=None, stop=()):
-        if not self.n_per_request or n == 1:
-            return super().generate(prompts, n, sampling, seeds=seeds, stop=stop)
-        seeds = seeds or [[sample_seed(sampling.seed, i, 0)] for i in range(len(prompts))]
-        texts = [self.render(p) for p in prompts]
-        outputs = self.llm.generate([{"prompt_token_ids": self.encode(t)} for t in texts],
-                                    [self._params(n, s[0], sampling, stop) for s in seeds],
-                                    use_tqdm=True)
-        return [[self._sample(text, out, o) for o in out.outputs]
-                for text, out in zip(texts, outputs)]
-
     def _generate_flat(self, prompts, seeds, sampling, stop):
-        texts = [self.render(p) for p in prompts]
-        requests = [{"prompt_token_ids": self.encode(t)} for t in texts]
-        outputs = self.llm.generate(requests, [self._params(1, s, sampling, stop) for s in seeds],
-                                    use_tqdm=True)
-        return [self._sample(text, out, out.outputs[0]) for text, out in zip(texts, outputs)]
+        out: list[Sample | None] = [None] * len(prompts)
+        for i, sample in self.iter_generate(prompts, seeds, sampling, stop):
+            out[i] = sample
+        return out
 
     def iter_generate(self, prompts, seeds, sampling, stop=()):
-        # vLLM schedules best with everything at once; the caller chunks (evals CHUNK: 1024)
-        yield from enumerate(self._generate_flat(prompts, seeds, sampling, tuple(stop)))
+        """Everything in one `LLM.generate` (vLLM schedules best with all of it; callers chunk).
+        With n_per_request, a run of equal consecutive prompts is one request with n = its
+        length, seeded by its first seed."""
+        groups: list[list[int]] = []  # [first index, count]
+        for i, prompt in enumerate(prompts):
+            if self.n_per_request and groups and prompts[groups[-1][0]] == prompt:
+                groups[-1][1] += 1
+            else:
+                groups.append([i, 1])
+        texts = [self.render(prompts[first]) for first, _ in groups]
+        outputs = self.llm.generate(
+            [{"prompt_token_ids": self.encode(t)} for t in texts],
+            [self._params(count, seeds[first], sampling, tuple(stop)) for first, count in groups],
+            use_tqdm=True)
+        for (first, _), text, out in zip(groups, texts, outputs):
+            for k, o in enumerate(out.outputs):
+                yield first + k, self._sample(text, out, o)
 
     @staticmethod
     def _sample(text, out, o) -> Sample:

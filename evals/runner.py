@@ -29,8 +29,8 @@ from tqdm.auto import tqdm
 
 from evals.budget import budget_curve, force_budget
 from evals.config import EvalConfig, ModelSpec
-from evals.generation import (Generator, Sample, check_backend, make_generator, reasoning_tokens,
-                              sample_seed)
+from evals.generation import (CHUNK, Generator, Sample, check_backend, make_generator,
+                              reasoning_tokens, sample_seed)
 from evals.metrics import (format_ok, is_truncated, ks_up_to, length_stats, maj_at_k,
                            mean_pass_at_k, pass_at_1, response_stats, split_response)
 from evals.report import write_json_atomic, write_report
@@ -38,7 +38,6 @@ from evals.store import RowStore
 from evals.types import Benchmark, Problem
 
 SAMPLES, RESULTS = "samples.jsonl", "results.json"
-CHUNK = {"engine": 16, "transformers": 16, "vllm": 1024, "openai": 256}  # rows per write
 
 
 def _hash(obj) -> str:

@@ -34,14 +34,13 @@ from distill.generate.problems import load_problems
 from distill.generate.summary import export_rows, format_summary, summarize
 from distill.generate.templates import Template
 from evals.budget import force_budget
-from evals.generation import (check_backend, make_generator, reasoning_tokens, sample_seed)
+from evals.generation import CHUNK, check_backend, make_generator, reasoning_tokens, sample_seed
 from evals.metrics import is_truncated, split_response
 from evals.store import RowStore
 from evals.types import Problem
 
 SAMPLES, SUMMARY, FAILURES, CONFIG = "samples", "summary.json", "failures.jsonl", \
     "generate_config.yaml"
-CHUNK = {"engine": 16, "transformers": 16, "vllm": 1024, "openai": 256}  # samples per call
 
 
 def row_key(row: dict) -> tuple:

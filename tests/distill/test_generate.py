@@ -340,3 +340,50 @@ def test_kill_9_at_random_moments_then_resume(tmp_path, teacher):
     assert sorted(resumed) == sorted(full)
     assert {k: r["completion"] for k, r in resumed.items()} == \
         {k: r["completion"] for k, r in full.items()}
+
+
+# -- vllm plumbing (vLLM itself cannot run on this CPU machine) ------------------------------------
+
+class _FakeVLLM:
+    """Stands in for the vllm module: records LLM(...) arguments and requests, answers with
+    n outputs per request whose text names the request's seed and output index."""
+
+    calls: list = []
+
+    class SamplingParams:
+        def __init__(self, **kwargs):
+            self.__dict__.update(kwargs)
+
+    class LLM:
+        def __init__(self, **kwargs):
+            _FakeVLLM.calls.append(("LLM", kwargs))
+
+        def generate(self, requests, params, use_tqdm=True):
+            from types import SimpleNamespace as NS
+
+            _FakeVLLM.calls.append(("generate", [p.__dict__ for p in params]))
+            return [NS(prompt_token_ids=r["prompt_token_ids"], outputs=[
+                NS(text=f"seed{p.seed}/{k}", finish_reason="stop", token_ids=[1, 2])
+                for k in range(p.n)]) for r, p in zip(requests, params)]
+
+
+def test_vllm_options_pass_through_and_n_per_request_groups(teacher, monkeypatch):
+    from evals.generation import make_generator
+
+    monkeypatch.setitem(sys.modules, "vllm", _FakeVLLM)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: object())
+    _FakeVLLM.calls.clear()
+    spec = ModelSpec("v", str(teacher), backend="vllm",
+                     options={"tensor_parallel_size": 2, "n_per_request": True})
+    gen = make_generator(spec)
+    assert _FakeVLLM.calls[0] == ("LLM", {"model": str(teacher), "dtype": "auto",
+                                          "tensor_parallel_size": 2})
+    prompts = ["a", "a", "a", "b", "b"]
+    out = dict(gen.iter_generate(prompts, [10, 11, 12, 20, 21], SamplingParams(top_k=0)))
+    assert [out[i].text for i in range(5)] == ["seed10/0", "seed10/1", "seed10/2",
+                                                "seed20/0", "seed20/1"]
+    params = _FakeVLLM.calls[-1][1]
+    assert [(p["n"], p["seed"], p["top_k"]) for p in params] == [(3, 10, -1), (2, 20, -1)]
+    gen.n_per_request = False
+    out = gen.generate(["a", "b"], 2, SamplingParams(), seeds=[[1, 2], [3, 4]])
+    assert [[s.text for s in row] for row in out] == [["seed1/0", "seed2/0"], ["seed3/0", "seed4/0"]]
