@@ -71,6 +71,7 @@ class Generator:
 
     backend = "base"
     tokenizer = None
+    thread_choice = None  # model.threads.ThreadChoice where a CPU backend applied the rule
 
     def render(self, prompt: Prompt) -> str:
         """The prompt text the model sees (chat template applied to messages)."""
@@ -200,6 +201,7 @@ class EngineGenerator(_LocalGenerator):
             raise ValueError(f"{self.path}: use_mtp needs a checkpoint with MTP modules "
                              "(num_nextn_predict_layers > 0)")
         self.engine = Engine(model.eval(), self.tokenizer)
+        self.thread_choice = self.engine.thread_choice
         self.use_mtp = use_mtp
 
     def _run_batch(self, ids, seeds, sampling, stop):
@@ -229,7 +231,7 @@ class TransformersGenerator(_LocalGenerator):
             from model.threads import apply_thread_rule
 
             active = sum(p.numel() for p in self.model.parameters())  # dense upper bound
-            apply_thread_rule(2.0 * active, where="transformers decode")
+            self.thread_choice = apply_thread_rule(2.0 * active, where="transformers decode")
         self.model.eval()
         self.tokenizer.padding_side = "left"
         self.eos_ids = _as_list(self.model.generation_config.eos_token_id) or \

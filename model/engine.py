@@ -120,6 +120,7 @@ class Engine:
     def __init__(self, model, tokenizer=None, threads: int | str | None = "auto"):
         self.model, self.tokenizer = model, tokenizer
         self.config = model.config
+        self.thread_choice = None  # the ThreadChoice made by "auto" (for the commands to show)
         if threads is not None and self.device.type == "cpu":
             self._set_threads(threads)
 
@@ -127,12 +128,10 @@ class Engine:
         from model.threads import apply_thread_rule
 
         if threads == "auto":
-            active = sum(p.numel() for n, p in self.model.named_parameters()
-                         if ".experts." not in n and "mtp" not in n)
-            c = self.config
-            active += 3 * c.hidden_size * c.moe_intermediate_size * c.num_experts_per_tok * \
-                max(0, c.num_hidden_layers - c.first_k_dense_replace)
-            apply_thread_rule(2.0 * active, where="engine decode")  # 2 FLOPs/param/token
+            from model.accounting import account
+
+            active = account(self.config).active_params  # top-k routed experts, no MTP
+            self.thread_choice = apply_thread_rule(2.0 * active, where="engine decode")
         elif isinstance(threads, int) and threads >= 1:
             torch.set_num_threads(threads)
         else:

@@ -144,6 +144,8 @@ def _generate(plan: _Plan, store: RowStore, todo: list, out: Path, run: dict) ->
     cfg = plan.cfg
     generator = make_generator(cfg.teacher, enable_thinking=cfg.enable_thinking,
                                force_think=cfg.prompt.force_think, on_error="mark")
+    if generator.thread_choice is not None:
+        print(f"{cfg.teacher.backend} decode on CPU: {generator.thread_choice.reason}")
     bar = tqdm(total=len(todo), desc=f"generate {cfg.teacher.name}", unit="sample",
                disable=None, mininterval=1.0)
     started = time.perf_counter()

@@ -328,7 +328,10 @@ def serve(cfg: ServeConfig) -> None:
     import uvicorn
 
     app = create_app(cfg)
-    print(f"distillery serve: {cfg.model} ({cfg.backend}) on http://{cfg.host}:{cfg.port}/v1",
-          flush=True)
+    choice = app.state.server.generator.thread_choice if hasattr(app, "state") else \
+        app.app.state.server.generator.thread_choice
+    threads = f"; CPU decode: {choice.reason}" if choice is not None else ""
+    print(f"distillery serve: {cfg.model} ({cfg.backend}) on http://{cfg.host}:{cfg.port}/v1"
+          f"{threads}", flush=True)
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning",
                 timeout_graceful_shutdown=cfg.shutdown_timeout_s)
