@@ -137,8 +137,8 @@ class OpenAIGenerator(Generator):
                        for i, (p, s) in enumerate(zip(prompts, seeds))}
             for future in as_completed(futures):
                 yield futures[future], future.result()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        finally:  # all done, or the caller stopped early: drop what has not started
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _generate_flat(self, prompts, seeds, sampling, stop):
         out: list[Sample | None] = [None] * len(prompts)

@@ -390,3 +390,19 @@ def test_sigterm_finishes_the_request_in_flight(teacher):
     assert result["r"].status_code == 200
     assert result["r"].json()["usage"]["completion_tokens"] >= 1
     assert code in (0, -signal.SIGTERM) and "Traceback" not in err, err[-2000:]
+
+
+def test_transformers_backend_serves_the_same_greedy_text(teacher, server):
+    hf = Server(ServeConfig(model=str(teacher), backend="transformers"))
+    t = ServeThread(create_app(hf.cfg, hf))
+    try:
+        body = {"messages": [{"role": "user", "content": "Greedy please"}], "max_tokens": 8,
+                "temperature": 0.0, "n": 2}
+        data = httpx.post(t.url + "/chat/completions", json=body, timeout=120).json()
+    finally:
+        t.stop()
+        hf.batcher.stop()
+    ids = chat_ids(server, "Greedy please")
+    ref = server.generator.engine.generate([ids], max_new_tokens=8, temperature=0.0)
+    assert [c["message"]["content"] for c in data["choices"]] == [ref.text[0]] * 2
+    assert data["usage"]["completion_tokens"] == 2 * len(ref.tokens[0])
