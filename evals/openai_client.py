@@ -89,6 +89,14 @@ def backoff_delay(attempt: int, backoff_s: float, max_backoff_s: float,
     return delay if retry_after is None else max(delay, retry_after)
 
 
+def _clean_text(value) -> str:
+    """Text a row can hold: a JSON `\\ud800` escape decodes to a lone surrogate, which no UTF-8
+    file can store; it becomes "?" instead of crashing the writer."""
+    if not isinstance(value, str):
+        raise TypeError(f"expected text, got {type(value).__name__}")
+    return value.encode("utf-8", errors="replace").decode("utf-8")
+
+
 class OpenAIGenerator(Generator):
     """POST {base_url}/chat/completions, one request per sample (its seed passed through).
     Options (the recipe's `options`): concurrency, timeout_s, max_retries, backoff_s,
@@ -173,9 +181,9 @@ class OpenAIGenerator(Generator):
     def _parse(self, data: dict, stop) -> Sample:
         choice, usage = data["choices"][0], data.get("usage") or {}
         message = choice["message"]
-        text = message.get("content") or ""
+        text = _clean_text(message.get("content") or "")
         finish = "length" if choice.get("finish_reason") == "length" else "stop"
-        reasoning = message.get("reasoning_content") or message.get("reasoning")
+        reasoning = _clean_text(message.get("reasoning_content") or message.get("reasoning") or "")
         opened = False
         if reasoning:  # a reasoning cut by the token limit before any answer never closed
             closed = bool(text) or finish != "length"

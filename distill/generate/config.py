@@ -35,8 +35,10 @@ class GenerateConfig:
     Teacher and sampling:
         teacher: an evals ModelSpec (name, path, backend engine|transformers|vllm|openai, dtype,
             device, batch_size, base_url, api_key_env, options). openai options: concurrency,
-            timeout_s, max_retries, backoff_s, max_backoff_s, max_requests, extra_body; engine:
-            use_mtp; vllm: LLM(...) arguments (tensor_parallel_size, ...) and n_per_request.
+            timeout_s, max_retries, backoff_s, max_backoff_s, max_requests (the run's request
+            budget), extra_body, prompt_opens_think (evals/openai_client.py); engine: use_mtp;
+            vllm: LLM(...) arguments (tensor_parallel_size, data_parallel_size, ...) and
+            n_per_request. The openai key is read from the variable api_key_env names.
         sampling: temperature, top_p, top_k, max_new_tokens, seed; sample j of problem p is
             seeded by (seed, p, j), so a resumed run draws what a full run would have.
         n: samples per problem. enable_thinking: the chat template's switch.

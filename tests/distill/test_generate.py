@@ -387,3 +387,26 @@ def test_vllm_options_pass_through_and_n_per_request_groups(teacher, monkeypatch
     gen.n_per_request = False
     out = gen.generate(["a", "b"], 2, SamplingParams(), seeds=[[1, 2], [3, 4]])
     assert [[s.text for s in row] for row in out] == [["seed1/0", "seed2/0"], ["seed3/0", "seed4/0"]]
+
+
+def test_recipes_load():
+    from recipes.config import load_config
+
+    for path in sorted((REPO / "recipes" / "generate").glob("*.yaml")):
+        cfg = load_config(GenerateConfig, path, [], section="generate")
+        assert cfg.problems and cfg.teacher.path, path
+
+
+def test_hostile_server_text_is_stored_or_marked():
+    from evals.openai_client import OpenAIGenerator
+
+    gen = OpenAIGenerator("m", "http://127.0.0.1:9/v1", api_key_env=None, on_error="mark")
+    body = json.loads('{"choices": [{"message": {"content": "ok \\ud800 end", '
+                      '"reasoning_content": "hm"}, "finish_reason": "stop"}], "usage": {}}')
+    sample = gen._parse(body, ())
+    assert sample.text == "<think>\nhm\n</think>\n\nok ? end"
+    json.dumps(sample.text, ensure_ascii=False).encode("utf-8")  # storable
+    cut = gen._parse({"choices": [{"message": {"reasoning_content": "never done"},
+                                   "finish_reason": "length"}]}, ())
+    assert cut.text == "<think>\nnever done" and cut.finish_reason == "length"
+    gen.close()
