@@ -31,6 +31,18 @@ class LatentCache:
         rk.scatter_(1, positions_BT[..., None].expand(-1, -1, rk.shape[-1]), rope_key_BTR.to(rk.dtype))
         return lat[:, :length], rk[:, :length]
 
+    def extend(self, other: "LatentCache") -> None:
+        """Append another cache's rows (sequences joining a running batch); the shorter one's
+        slots are padded with zeros up to the longer max_len."""
+        length = max(self.max_len, other.max_len)
+
+        def pad(t):
+            return torch.nn.functional.pad(t, (0, 0, 0, length - t.shape[2]))
+
+        self.latent = torch.cat((pad(self.latent), pad(other.latent)), dim=1)
+        self.rope_key = torch.cat((pad(self.rope_key), pad(other.rope_key)), dim=1)
+        self.max_len = length
+
     def reorder(self, index: torch.Tensor) -> None:
         """Keep/permute batch rows (e.g. after dropping finished sequences)."""
         self.latent = self.latent[:, index]

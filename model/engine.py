@@ -113,6 +113,38 @@ class _Sequence:
         return tokenizer.decode(self.tokens, skip_special_tokens=True)
 
 
+@dataclass
+class _Batch:
+    """The rows being decoded: sequence indices, positions (host and device), the sampling state
+    ([last] or, with MTP, [last, draft, q]), their cache and generator, all in row order."""
+
+    rows: list[int]
+    pos: list[int]
+    pos_dev: torch.Tensor
+    state: list[torch.Tensor]
+    cache: LatentCache
+    generator: object  # torch.Generator or RowGenerators
+
+    def keep(self, keep: list[int]) -> None:
+        """Keep (and order) these rows; no-op when all stay."""
+        if keep == list(range(len(self.rows))):
+            return
+        index = torch.tensor(keep, dtype=torch.long, device=self.pos_dev.device)
+        self.cache.reorder(index)
+        self.state, self.pos_dev = [t[index] for t in self.state], self.pos_dev[index]
+        if isinstance(self.generator, RowGenerators):
+            self.generator = self.generator.select(keep)
+        self.rows, self.pos = [self.rows[r] for r in keep], [self.pos[r] for r in keep]
+
+    def extend(self, other: "_Batch") -> None:
+        """Append another batch's rows (admitted between steps; both have per-row generators)."""
+        self.cache.extend(other.cache)
+        self.state = [torch.cat((a, b)) for a, b in zip(self.state, other.state)]
+        self.pos_dev = torch.cat((self.pos_dev, other.pos_dev))
+        self.generator = RowGenerators(self.generator.generators + other.generator.generators)
+        self.rows, self.pos = self.rows + other.rows, self.pos + other.pos
+
+
 class Engine:
     """threads: "auto" applies `model.threads.apply_thread_rule` once (CPU only) for this model's
     decode work; an int sets it; None leaves torch's setting alone."""
@@ -211,7 +243,7 @@ class Engine:
                  temperature: float = 0.6, top_p: float = 1.0, top_k: int = 0,
                  eos_token_ids=None, stop_strings=(), seed: int | list[int] | None = None,
                  use_mtp: bool = False, row_stop_strings: list | None = None,
-                 on_tokens=None) -> GenerationResult:
+                 on_tokens=None, admit=None) -> GenerationResult:
         """Generate for every prompt. eos_token_ids None = the tokenizer's (else the config's)
         EOS; () = none. Sequences stop at EOS, a stop string, max_new_tokens, or the context.
 
@@ -219,7 +251,10 @@ class Engine:
         lists with one value per prompt (a seed list gives each row its own generator, so a row
         draws what it would draw alone); `row_stop_strings` is a list of stop-string tuples per
         prompt (added to `stop_strings`). `on_tokens(i, new_tokens, finish_reason)` is called
-        from this thread as prompt i's tokens are emitted (finish_reason None until the last)."""
+        from this thread as prompt i's tokens are emitted (finish_reason None until the last).
+        `admit(active_rows)`, called before every decode step, may return new rows to join the
+        batch, as (prompt ids, max_new_tokens, seed, stop strings) tuples; they are numbered
+        after the prompts (in on_tokens and in the result) and need `seed` to be a list."""
         check_sampling_args(temperature, top_k, top_p)
         stop_strings = (stop_strings,) if isinstance(stop_strings, str) else tuple(stop_strings)
         self._check_prompts(prompts)
@@ -255,13 +290,26 @@ class Engine:
             else:
                 generator.seed()
         sampling = (temperature, top_k, top_p, generator)
+        pull = None
+        if admit is not None:
+            if not isinstance(generator, RowGenerators):
+                raise ValueError("admit needs per-row seeds (seed=[...])")
+
+            def pull(active):
+                rows = []
+                for ids, limit, row_seed, stop in admit(active) or ():
+                    self._check_prompts([ids])
+                    watcher = _StopWatcher(self.tokenizer, tuple(stop)) if stop else None
+                    rows.append((list(ids), _Sequence(len(ids), min(limit, context - len(ids)),
+                                                      eos, watcher, 0, on_tokens), int(row_seed)))
+                return rows
 
         was_training = self.model.training
         self.model.eval()  # routers count expert loads in training mode (aux-free bias update)
         start = time.perf_counter()
         try:
             with torch.inference_mode():
-                stats = self._decode_loop(prompts, seqs, sampling, use_mtp)
+                stats = self._decode_loop(prompts, seqs, sampling, use_mtp, pull)
         finally:
             self.model.train(was_training)
         elapsed = time.perf_counter() - start
@@ -290,14 +338,14 @@ class Engine:
             num_steps=num_steps, draft_tokens=drafted, accepted_tokens=accepted,
             acceptance_rate=(accepted / drafted if drafted else 0.0) if use_mtp else None)
 
-    def _decode_loop(self, prompts, seqs, sampling, use_mtp):
-        """Prefill, then decode until every sequence has finished. Host state: `rows` (prompt
-        index of each batch row) and `pos` (position of each row's last, not yet fed, token);
-        one `.tolist()` per step brings the new tokens back for EOS / stop-string checks."""
+    def _start(self, prompts, seqs, first, sampling, use_mtp) -> tuple["_Batch", float]:
+        """Prefill `prompts` (sequences seqs[first:first + len(prompts)]) into a new cache, draw
+        their first tokens (and MTP drafts); returns the rows still running and the prefill time."""
         temperature, top_k, top_p, generator = sampling
         device, B = self.device, len(prompts)
         T = max(len(p) for p in prompts)
-        max_len = max(s.num_prompt_tokens + s.limit for s in seqs) + 2  # +2: MTP writes at n+1
+        max_len = max(seqs[first + i].num_prompt_tokens + seqs[first + i].limit
+                      for i in range(B)) + 2  # +2: MTP writes at n+1
         cache = self.new_cache(B, max_len)
         ids = torch.zeros(B, T, dtype=torch.long)
         for i, p in enumerate(prompts):
@@ -316,47 +364,58 @@ class Engine:
             draft_logits = mtp_logits[torch.arange(B, device=device), lengths - 1]
             q = logits_to_probs(draft_logits, temperature, top_k, top_p)
             draft = sample(q, generator)
-        first = last.tolist()
+        tokens = last.tolist()
         prefill_s = time.perf_counter() - t0
-        rows = [i for i in range(B) if seqs[i].finish_reason is None and not seqs[i].push(first[i])]
-        pos = [len(prompts[i]) for i in rows]
-        state = [t[rows] if len(rows) < B else t for t in (last, draft, q) if t is not None]
-        if len(rows) < B:
-            cache.reorder(torch.tensor(rows, dtype=torch.long, device=device))
-            if isinstance(generator, RowGenerators):
-                generator = generator.select(rows)
-                sampling = (temperature, top_k, top_p, generator)
-        pos_dev = torch.tensor(pos, device=device)
+        state = [t for t in (last, draft, q) if t is not None]
+        batch = _Batch(list(range(first, first + B)), [len(p) for p in prompts],
+                       lengths.clone(), state, cache, generator)
+        batch.keep([i for i in range(B) if seqs[first + i].finish_reason is None
+                    and not seqs[first + i].push(tokens[i])])
+        return batch, prefill_s
 
+    def _decode_loop(self, prompts, seqs, sampling, use_mtp, admit=None):
+        """Prefill, then decode until every sequence has finished. Host state in `_Batch`: rows
+        (sequence index of each batch row) and pos (position of each row's last, not yet fed,
+        token); one `.tolist()` per step brings the new tokens back for EOS / stop-string
+        checks. admit(active) -> [(prompt ids, _Sequence, seed)] adds rows between steps."""
+        temperature, top_k, top_p, _ = sampling
+        batch, prefill_s = self._start(prompts, seqs, 0, sampling, use_mtp)
         num_steps = drafted = accepted = 0
-        while rows:
+        while True:
+            new = admit(len(batch.rows)) if admit is not None else None
+            if new:
+                for k, (_, seq, _) in enumerate(new):
+                    seq.index = len(seqs) + k
+                seqs += [seq for _, seq, _ in new]
+                gens = RowGenerators.seeded([seed for _, _, seed in new], self.device)
+                more, _ = self._start([ids for ids, _, _ in new], seqs, len(seqs) - len(new),
+                                      (temperature, top_k, top_p, gens), use_mtp)
+                batch.extend(more)
+            if not batch.rows:
+                break
             num_steps += 1
-            length = max(pos) + (2 if use_mtp else 1)
+            length = max(batch.pos) + (2 if use_mtp else 1)
+            row_sampling = (temperature, top_k, top_p, batch.generator)
             if use_mtp:
-                state, step_tokens, advance = self._speculative_step(cache, state, pos_dev, length,
-                                                                     sampling)
-                drafted += len(rows)
+                batch.state, step_tokens, advance = self._speculative_step(
+                    batch.cache, batch.state, batch.pos_dev, length, row_sampling)
+                drafted += len(batch.rows)
             else:
-                logits, _ = self.decode_step(cache, state[0][:, None], pos_dev[:, None], length)
-                state = [sample_from_logits(logits[:, 0], temperature, top_k, top_p, generator)]
-                step_tokens, advance = state[0][:, None], torch.ones_like(pos_dev)
+                logits, _ = self.decode_step(batch.cache, batch.state[0][:, None],
+                                             batch.pos_dev[:, None], length)
+                batch.state = [sample_from_logits(logits[:, 0], *row_sampling)]
+                step_tokens, advance = batch.state[0][:, None], torch.ones_like(batch.pos_dev)
             host = torch.cat((step_tokens, advance[:, None]), dim=1).tolist()
-            pos_dev = pos_dev + advance
+            batch.pos_dev = batch.pos_dev + advance
             keep = []
-            for r, (*new, step) in enumerate(host):
+            for r, (*new_tokens, step) in enumerate(host):
                 accepted += step - 1
-                pos[r] += step
-                seq = seqs[rows[r]]
-                if not any(seq.push(t) for t in new[:step]):
+                batch.pos[r] += step
+                seq = seqs[batch.rows[r]]
+                if not any(seq.push(t) for t in new_tokens[:step]):
                     keep.append(r)
-            if len(keep) < len(rows):  # drop finished rows from the batch and the cache
-                index = torch.tensor(keep, dtype=torch.long, device=device)
-                cache.reorder(index)
-                state, pos_dev = [t[index] for t in state], pos_dev[index]
-                if isinstance(generator, RowGenerators):
-                    generator = generator.select(keep)
-                    sampling = (temperature, top_k, top_p, generator)
-                rows, pos = [rows[r] for r in keep], [pos[r] for r in keep]
+            if len(keep) < len(batch.rows):  # drop finished rows from the batch and the cache
+                batch.keep(keep)
         return prefill_s, num_steps, drafted, accepted
 
     def _speculative_step(self, cache, state, pos_B, length, sampling):

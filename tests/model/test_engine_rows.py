@@ -69,3 +69,28 @@ def test_row_stop_strings_and_the_token_callback(make_model):
         engine.generate(prompts, max_new_tokens=4, seed=[1, 2, 3])
     with pytest.raises(ValueError, match="max_new_tokens: 1 values for 2 prompts"):
         engine.generate(prompts, max_new_tokens=[4])
+
+
+@pytest.mark.parametrize("use_mtp", [False, True])
+def test_rows_admitted_between_steps_draw_what_they_draw_alone(make_model, use_mtp):
+    engine = Engine(make_model(seed=3), threads=None)
+    late = [([4, 4, 9], 6, 77, ()), ([13, 2], 10, 5, ())]
+    calls = []
+
+    def admit(active):
+        calls.append(active)
+        return {3: [late[0]], 5: [late[1]]}.get(len(calls), [])
+
+    seen = {}
+    batched = engine.generate(PROMPTS[:2], max_new_tokens=[12, 5], temperature=1.0,
+                              seed=[101, 7], eos_token_ids=(), use_mtp=use_mtp, admit=admit,
+                              on_tokens=lambda i, t, f: seen.setdefault(i, []).extend(t))
+    assert len(batched.tokens) == 4 and calls[2] == 2 and calls[4] >= 1
+    rows = [(PROMPTS[0], 12, 101), (PROMPTS[1], 5, 7)] + [(i, m, s) for i, m, s, _ in late]
+    for k, (ids, limit, seed) in enumerate(rows):
+        alone = engine.generate([ids], max_new_tokens=limit, temperature=1.0, seed=[seed],
+                                eos_token_ids=(), use_mtp=use_mtp)
+        assert batched.tokens[k] == alone.tokens[0], k
+        assert seen[k] == alone.tokens[0]
+    with pytest.raises(ValueError, match="admit needs per-row seeds"):
+        engine.generate(PROMPTS[:1], max_new_tokens=2, seed=1, admit=admit)
