@@ -13,8 +13,9 @@ ended it, else null); the stop string itself is left out of the text, as OpenAI 
 Seeds: choice i of a request with seed s draws with seed s (i = 0) or sample_seed(s, i), each
 row with its own generator, so a seeded request gives the same text alone or batched.
 
-Batching and back-pressure: distill/serve/batcher.py (a queue of at most --max-queue requests;
-a full queue answers 429 with Retry-After). Shutdown (SIGINT/SIGTERM): uvicorn stops accepting,
+Batching and back-pressure: distill/serve/batcher.py (engine: requests join the running batch
+between decode steps while it has room; a queue of at most --max-queue waiting requests, and a
+full queue answers 429 with Retry-After). Shutdown (SIGINT/SIGTERM): uvicorn stops accepting,
 finishes in-flight responses (up to --shutdown-timeout), then the worker stops.
 """
 
@@ -110,7 +111,8 @@ class Server:
         return gen.engine.config if gen.backend == "engine" else gen.model.config
 
     # -- the worker side -------------------------------------------------------------------------
-    def _run_batch(self, rows: list[Row], temperature: float, top_p: float, top_k: int) -> None:
+    def _run_batch(self, rows: list[Row], temperature: float, top_p: float, top_k: int,
+                   admit) -> None:
         gen = self.generator
         if gen.backend == "engine":
             gen.engine.generate(
@@ -118,11 +120,13 @@ class Server:
                 temperature=temperature, top_p=top_p, top_k=top_k, eos_token_ids=None,
                 seed=[r.seed for r in rows], use_mtp=gen.use_mtp,
                 row_stop_strings=[r.stop for r in rows],
-                on_tokens=lambda i, tokens, finish: rows[i].emit(tokens, finish, None))
+                on_tokens=lambda i, tokens, finish: rows[i].emit(tokens, finish, None),
+                admit=lambda active: [(r.ids, r.max_tokens, r.seed, r.stop)
+                                      for r in admit(active)])
             return
         from evals.config import SamplingParams
 
-        for row in rows:  # transformers: one row at a time, each with its own seed
+        for row in rows:  # transformers: one row at a time, each with its own seed (no admit)
             sampling = SamplingParams(temperature, top_p, top_k, row.max_tokens)
             ((tokens, reason, _),) = gen._run_batch([row.ids], [row.seed], sampling, row.stop)
             row.emit(list(tokens), reason, None)

@@ -5,8 +5,9 @@ The worker takes the oldest request, adds every other waiting request with the s
 settings (temperature, top-p, top-k) until the batch holds `max_batch` sequences, and decodes
 them together: the engine gives every row its own seed, token limit and stop strings, drops rows
 as they finish, and reports each row's tokens as they are made (`Row.emit`), so a streamed
-response moves with the batch. Requests that arrive while a batch decodes wait for the next one
-(step-level batching per batch; no mid-batch admission).
+response moves with the batch. Before every decode step the engine asks `admit` for more: waiting
+requests with the same sampling settings join the running batch while it has room (continuous
+batching at step granularity); others wait for a batch of their own.
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ class Job:
 
 
 class Batcher:
-    """The queue and the worker. `run_batch(rows, temperature, top_p, top_k)` does the decoding
-    (it calls each row's emit); it runs on the worker thread only."""
+    """The queue and the worker. `run_batch(rows, temperature, top_p, top_k, admit)` does the
+    decoding (it calls each row's emit); `admit(active_rows)` returns rows of waiting requests
+    that fit, appending them to `rows`. Both run on the worker thread only."""
 
     def __init__(self, run_batch, max_batch: int = 16, max_queue: int = 64):
         if max_batch < 1 or max_queue < 1:
@@ -97,6 +99,18 @@ class Batcher:
                     rows += len(job.rows)
             return batch
 
+    def _admit(self, key: tuple, active: int, batch: list[Job], rows: list[Row]) -> list[Row]:
+        """Waiting jobs with this sampling key that fit next to `active` running rows."""
+        added: list[Row] = []
+        with self.cond:
+            for job in list(self.pending):
+                if job.key == key and active + len(added) + len(job.rows) <= self.max_batch:
+                    self.pending.remove(job)
+                    batch.append(job)
+                    added += job.rows
+        rows += added
+        return added
+
     def _loop(self) -> None:
         while True:
             batch = self._take()
@@ -104,8 +118,12 @@ class Batcher:
                 return
             rows = [row for job in batch for row in job.rows]
             first = batch[0]
+
+            def admit(active, key=first.key, batch=batch, rows=rows):
+                return [] if self.stopping else self._admit(key, active, batch, rows)
+
             try:
-                self.run_batch(rows, first.temperature, first.top_p, first.top_k)
+                self.run_batch(rows, first.temperature, first.top_p, first.top_k, admit)
             except Exception as e:  # a bug or a bad request that got past the checks
                 log.exception("batch failed")
                 for row in rows:

@@ -406,3 +406,27 @@ def test_transformers_backend_serves_the_same_greedy_text(teacher, server):
     ref = server.generator.engine.generate([ids], max_new_tokens=8, temperature=0.0)
     assert [c["message"]["content"] for c in data["choices"]] == [ref.text[0]] * 2
     assert data["usage"]["completion_tokens"] == 2 * len(ref.tokens[0])
+
+
+def test_a_request_joins_the_running_batch(http, server):
+    """A request arriving while another decodes is admitted between steps (one batch for
+    both), and still draws what its seed draws alone."""
+    before = httpx.get(http.base + "/health").json()["batches"]
+    result = {}
+
+    def long_call():
+        result["long"] = httpx.post(http.url + "/completions", timeout=120, json={
+            "prompt": "long one", "max_tokens": 480, "seed": 1, "temperature": 1.0}).json()
+
+    th = threading.Thread(target=long_call)
+    th.start()
+    time.sleep(0.5)
+    short = httpx.post(http.url + "/completions", timeout=120, json={
+        "prompt": "short", "max_tokens": 6, "seed": 9, "temperature": 1.0}).json()
+    still_running = th.is_alive()
+    th.join()
+    after = httpx.get(http.base + "/health").json()["batches"]
+    ref = engine_texts(server, server.generator.encode("short"), [9], 6)
+    assert short["choices"][0]["text"] == ref.text[0]
+    if still_running:  # the long request was decoding when the short one came and went
+        assert after - before == 1
