@@ -26,7 +26,6 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from distill.filter.inputs import BadRow, Sample, iter_samples
-from model.checkpoint import atomic_write
 
 FILES = ("sft.jsonl", "rl_prompts.jsonl", "rejected.jsonl")
 
@@ -75,6 +74,8 @@ def _line(f, row: dict) -> None:
 def _atomic_files(paths: list[Path], write) -> None:
     """write(*temp_paths) once, then every file renamed into place (model.checkpoint.atomic_write
     nested: a failure anywhere leaves every old file untouched)."""
+    from distill.filter.writers import atomic_write
+
     if not paths:
         return write()
     atomic_write(paths[0], lambda tmp: _atomic_files(paths[1:], lambda *rest: write(tmp, *rest)))

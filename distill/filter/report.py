@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.report import write_json_atomic, write_text_atomic
-from model.checkpoint import atomic_write
+from distill.filter.writers import atomic_write, write_json_atomic, write_text_atomic
 
 _BINS = np.linspace(0.0, 1.0, 11)
 REPORT_HITS = 500  # contamination hits listed in report.md; contamination.jsonl has all

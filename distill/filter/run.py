@@ -3,7 +3,7 @@
     out/
       config.yaml        the resolved FilterConfig
       verdicts/          RowStore shards, one verdict row per sample (resume point)
-      fingerprint.json   the settings the stored verdict rows depend on
+      fingerprint.yaml   the settings the stored verdict rows depend on
       sft.jsonl, sft/    the SFT set (JSONL and datasets.save_to_disk)
       rl_prompts.jsonl   problems in the pass-rate band, for GRPO
       rejected.jsonl     rejected samples and bad input rows, with their reasons
@@ -20,10 +20,11 @@ pass 2); settings that change a stored verdict row may not (a ValueError says wh
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from pathlib import Path
+
+import yaml
 
 from distill.filter.config import FilterConfig
 from distill.filter.decide import decide
@@ -31,7 +32,7 @@ from distill.filter.decontam import BenchmarkIndex
 from distill.filter.outputs import write_dataset, write_outputs
 from distill.filter.report import summarize, write_report
 from distill.filter.verdicts import collect_verdicts, make_reader
-from evals.report import write_json_atomic
+from distill.filter.writers import write_json_atomic
 from evals.store import RowStore
 from recipes.config import config_to_dict, save_config
 
@@ -51,14 +52,14 @@ def _fingerprint(cfg: FilterConfig) -> dict:
 
 
 def _check_fingerprint(out: Path, cfg: FilterConfig, store: RowStore) -> None:
-    path, current = out / "fingerprint.json", _fingerprint(cfg)
+    path, current = out / "fingerprint.yaml", _fingerprint(cfg)
     if path.exists() and len(store):
-        stored = json.loads(path.read_text(encoding="utf-8"))
+        stored = yaml.safe_load(path.read_text(encoding="utf-8"))
         changed = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
         if changed:
             raise ValueError(f"{out}: its verdict store was made with other settings ({', '.join(changed)}"
                              f"); use a new `out` or delete {out / 'verdicts'} to redo every verdict")
-    write_json_atomic(path, current)
+    save_config(current, path)  # atomic, and no `model` import before verification starts
 
 
 def run_filter(cfg: FilterConfig) -> Path:
@@ -72,7 +73,6 @@ def run_filter(cfg: FilterConfig) -> Path:
     save_config(cfg, out / "config.yaml")
     store = RowStore(out / "verdicts", key=lambda r: (r["id"],), shard_rows=STORE_SHARD_ROWS)
     _check_fingerprint(out, cfg, store)
-    before = len(store)
     bad = collect_verdicts(cfg, store, index, timings)
     records = {r["id"]: r for r in store}
     if not records:
@@ -93,7 +93,7 @@ def run_filter(cfg: FilterConfig) -> Path:
     write_report(out, summary, records, decisions, problems, bad, plots=cfg.output.plots)
     timings["report"] = time.perf_counter() - t
     total = time.perf_counter() - start
-    verified = len(store) - before
+    verified = int(timings.pop("verified_samples", 0))
     write_json_atomic(out / "timing.json", {
         "seconds": round(total, 3), "samples": len(records), "verified_this_run": verified,
         "rows_per_s": round(len(records) / total, 2) if total else None,

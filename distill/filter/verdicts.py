@@ -73,6 +73,7 @@ def _verify_batch(batch: list[tuple[int, Sample]], cfg: FilterConfig, pool, reco
                                         "extracted": v.extracted, "reason": v.reason,
                                         "status": status_of(v.reason)}
     timings["verify"] += time.perf_counter() - start
+    timings["verified_samples"] += len(batch)
 
 
 def collect_verdicts(cfg: FilterConfig, store: RowStore, index: BenchmarkIndex,
