@@ -98,7 +98,7 @@ def collect_verdicts(cfg: FilterConfig, store: RowStore, index: BenchmarkIndex,
                 bar.update(1)
                 continue
             if item is not None:
-                if item.id not in store:
+                if (item.id,) not in store:
                     batch.append((seq, item))
                 else:
                     bar.update(1)
