@@ -95,8 +95,8 @@ class DedupConfig:
     near: bool = True
     threshold: float = 0.8
     shingle: int = 5
-    num_perm: int = 64
-    bands: int = 16
+    num_perm: int = 128
+    bands: int = 32
     scope: Literal["problem", "global"] = "problem"
 
     def __post_init__(self):

@@ -30,8 +30,11 @@ def _questions(spec: str) -> tuple[str, list[tuple[str, str]]]:
     """(benchmark label, [(problem id, question)]) for one benchmark spec."""
     from evals.benchmarks import SCHEMAS, load_benchmark
 
+    if spec.startswith("synthetic:"):
+        bench = load_benchmark(spec)
+        return bench.name, [(p.id, p.question) for p in bench.problems]
     name, sep, path = spec.partition("=")
-    if spec.startswith("synthetic:") or (sep and name in SCHEMAS):
+    if sep and name in SCHEMAS:
         bench = load_benchmark(name, path or None)
         return bench.name, [(p.id, p.question) for p in bench.problems]
     if sep:
