@@ -107,8 +107,10 @@ def collect_verdicts(cfg: FilterConfig, store: RowStore, index: BenchmarkIndex,
                     continue
             if batch:
                 if pool is None:
+                    t = time.perf_counter()
                     pool = VerifierPool(workers=cfg.verify.workers, timeout_s=cfg.verify.timeout_s,
                                         progress=False)
+                    timings["pool_start"] += time.perf_counter() - t
                 _run_batch(batch, cfg, pool, store, index, hits_by_problem, timings)
                 bar.update(len(batch))
                 batch = []
