@@ -11,7 +11,8 @@ broken by one hygiene rule or duplicated), labelled likewise.
 For each, run_filter with policy `all`, then:
 - precision on kept rows: kept rows without a planted wrong answer / kept rows (target >= 0.99);
 - recall: rows with a planted wrong answer that were rejected / rows with one;
-- clean kept: clean rows kept / clean rows (what the filter costs in good data);
+- clean kept: clean rows kept / clean rows (what the filter costs in good data; a planted copy
+  that comes first in the input is kept and its clean original rejected as the duplicate);
 - noise rejected: rows broken by a hygiene rule or duplicated that were rejected, per kind.
 A table, then one JSON line last.
 """
@@ -61,6 +62,8 @@ def measure(rows: list[dict], label, workdir: Path, workers: int) -> dict:
         "clean_kept": round(sum(r["id"] in kept for r in clean) / len(clean), 5) if clean else None,
         "noise_rejected": {k: f"{noise_rejected[k]}/{v}" for k, v in sorted(noise.items())},
         "reasons_for_planted_wrong": dict(Counter(reasons.get(r["id"], "kept") for r in wrong)),
+        "reasons_for_clean_rejected": dict(Counter(reasons[r["id"]] for r in clean
+                                                   if r["id"] not in kept)),
     }
 
 
