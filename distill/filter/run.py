@@ -73,8 +73,8 @@ def run_filter(cfg: FilterConfig) -> Path:
     save_config(cfg, out / "config.yaml")
     store = RowStore(out / "verdicts", key=lambda r: (r["id"],), shard_rows=STORE_SHARD_ROWS)
     _check_fingerprint(out, cfg, store)
-    bad = collect_verdicts(cfg, store, index, timings)
-    records = {r["id"]: r for r in store}
+    order, bad = collect_verdicts(cfg, store, index, timings)
+    records = {i: {**store.get((i,)), "seq": seq} for i, seq in order.items()}
     if not records:
         first = f" (first: {bad[0].where}: {bad[0].error})" if bad else ""
         raise ValueError(f"filter: no usable samples in {cfg.inputs}{first}")

@@ -77,11 +77,15 @@ def _verify_batch(batch: list[tuple[int, Sample]], cfg: FilterConfig, pool, reco
 
 
 def collect_verdicts(cfg: FilterConfig, store: RowStore, index: BenchmarkIndex,
-                     timings: dict) -> list[BadRow]:
-    """Run pass 1 over the inputs (see the module docstring); returns the bad rows."""
+                     timings: dict) -> tuple[dict[str, int], list[BadRow]]:
+    """Run pass 1 over the inputs (see the module docstring). Returns every sample id of this
+    run's inputs with its position (stored rows of samples no longer in the inputs are left
+    out; positions are this run's, so edited inputs are ordered as they are now) and the bad
+    rows."""
     from verifiers import VerifierPool
 
     bad: list[BadRow] = []
+    order: dict[str, int] = {}
     hits_by_problem: dict[str, list[dict]] = {}
     bar = tqdm(desc="filter: verify", unit="row", disable=not cfg.progress, mininterval=0.5,
                smoothing=0.05)
@@ -98,6 +102,7 @@ def collect_verdicts(cfg: FilterConfig, store: RowStore, index: BenchmarkIndex,
                 bar.update(1)
                 continue
             if item is not None:
+                order[item.id] = seq
                 if (item.id,) not in store:
                     batch.append((seq, item))
                 else:
@@ -121,7 +126,7 @@ def collect_verdicts(cfg: FilterConfig, store: RowStore, index: BenchmarkIndex,
         if pool is not None:
             timings["verifier_stats"] = dict(pool.stats)
             pool.close()
-    return bad
+    return order, bad
 
 
 def _run_batch(batch, cfg, pool, store, index, hits_by_problem, timings) -> None:

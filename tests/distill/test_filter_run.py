@@ -194,3 +194,15 @@ def test_kill_9_then_resume_gives_the_same_outputs(tmp_path):
                  "contamination.jsonl"):
         assert (out / name).read_bytes() == (tmp_path / "clean" / name).read_bytes(), name
     assert len(read_jsonl(out / "sft.jsonl")) > 150
+
+
+def test_rerun_on_edited_inputs_verifies_only_new_rows_and_forgets_removed_ones(tmp_path):
+    rows = [sample(f"e{i}", 0, "5") for i in range(6)]
+    path = write_jsonl(tmp_path / "e.jsonl", rows)
+    run_filter(_cfg(tmp_path, [path]))
+    write_jsonl(path, [sample("new", 0, "5")] + rows[1:])  # e0 removed, one new row first
+    out = run_filter(_cfg(tmp_path, [path]))
+    assert json.loads((out / "timing.json").read_text())["verified_this_run"] == 1
+    assert [r["id"] for r in read_jsonl(out / "sft.jsonl")] == ["new/0"] + [f"e{i}/0" for i in
+                                                                            range(1, 6)]
+    assert json.loads((out / "summary.json").read_text())["samples"] == 6
