@@ -78,7 +78,8 @@ class BenchmarkIndex:
         return bool(self._index)
 
     def hits(self, text: str) -> list[dict]:
-        """One hit per benchmark problem sharing an n-gram with `text` (see the module doc)."""
+        """One hit per benchmark problem sharing an n-gram with `text` (see the module doc); an
+        n-gram found in several benchmark problems is credited to the first one indexed."""
         if not self._index:
             return []
         w = words(text)

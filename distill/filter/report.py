@@ -59,6 +59,8 @@ def summarize(records: dict, decisions: dict, problems: dict, bad: list, counts:
         "problems_with_kept": len(kept_problems),
         "problems_without_correct": sum(p["num_correct"] == 0 for p in problems.values()),
         "rl_prompts": sum(p["rl"] for p in problems.values()),
+        "rl_band": {"min_pass_rate": cfg.rl.min_pass_rate, "max_pass_rate": cfg.rl.max_pass_rate,
+                    "min_samples": cfg.rl.min_samples},
         "pass_rate_histogram": {"bins": _BINS.round(2).tolist(),
                                 "counts": np.histogram(rates, _BINS)[0].tolist()},
         "duplicates": {"exact": every.get("duplicate_exact", 0),
@@ -105,7 +107,10 @@ def _markdown(s: dict, problems: dict, bad: list) -> str:
                     [[m, k, *(s[m][k].get(f, "-") for f in ("n", "mean", "p50", "p90", "max"))]
                      for m in ("completion_tokens", "reasoning_chars") for k in ("all", "kept")])
     h = s["pass_rate_histogram"]
-    lines += ["", "## Teacher pass rates", ""] + _table(
+    band = s["rl_band"]
+    lines += ["", "## Teacher pass rates", "", f"RL prompt set (rl_prompts.jsonl): {s['rl_prompts']} "
+              f"problems with a pass rate in [{band['min_pass_rate']}, {band['max_pass_rate']}] "
+              f"over at least {band['min_samples']} counted verdicts.", ""] + _table(
         ["pass rate", "problems"],
         [[f"{a:.1f}-{b:.1f}", c] for a, b, c in zip(h["bins"], h["bins"][1:], h["counts"])])
     c = s["contamination"]

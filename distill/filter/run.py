@@ -62,8 +62,18 @@ def _check_fingerprint(out: Path, cfg: FilterConfig, store: RowStore) -> None:
     save_config(current, path)  # atomic, and no `model` import before verification starts
 
 
+def _check_kinds(cfg: FilterConfig) -> None:
+    """Kinds are checked here, not in FilterConfig: verifiers.KINDS may gain kinds at run time."""
+    from verifiers import KINDS
+
+    for kind, where in [(cfg.kind, "kind")] + [(k, f"verify.options.{k}") for k in cfg.verify.options]:
+        if kind not in KINDS:
+            raise ValueError(f"filter: {where}: unknown verifier kind {kind!r}; known: {sorted(KINDS)}")
+
+
 def run_filter(cfg: FilterConfig) -> Path:
     """Run (or resume) the filter; returns the output directory (see the module docstring)."""
+    _check_kinds(cfg)
     out = Path(cfg.out)
     timings: dict = defaultdict(float)
     start = time.perf_counter()

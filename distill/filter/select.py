@@ -7,7 +7,7 @@ this order:
 1. token budget (`max_tokens`): drop -> "over_budget" for samples over it; keep_under -> the
    same, except that a problem with no sample under the budget keeps its shortest one;
 2. pairing (DeepSeek-V3 §5.1's two sample types): both -> a problem without a candidate of each
-   of `styles` loses them all ("unpaired"), others styles go ("unpaired"), and the policy then
+   of `styles` loses them all ("unpaired"), samples of other styles go ("unpaired"), and the policy then
    runs within each style; prefer -> the `prefer` style's samples when there are any, the
    others go ("not_preferred_style");
 3. policy: all; shortest (Kimi k1.5 long2short) or k_shortest -> "not_shortest";

@@ -104,3 +104,13 @@ def test_no_usable_rows_is_a_clear_error(tmp_path):
         run_filter(FilterConfig(inputs=[str(tmp_path / "nope.jsonl")], out=str(tmp_path / "o")))
     with pytest.raises(ValueError, match="unknown field"):
         FilterConfig(fields={"answr": "answer"})
+
+
+def test_unknown_kinds_in_the_config_are_named(tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl", [sample("a", 0, "5")])
+    with pytest.raises(ValueError, match="verify.options.maths: unknown verifier kind"):
+        cfg = FilterConfig(inputs=[str(path)], out=str(tmp_path / "o"))
+        cfg.verify.options = {"maths": {}}
+        run_filter(cfg)
+    with pytest.raises(ValueError, match="kind: unknown verifier kind 'poetry'"):
+        run_filter(FilterConfig(inputs=[str(path)], out=str(tmp_path / "o"), kind="poetry"))
