@@ -123,3 +123,13 @@ def test_decontam_in_a_run_reports_every_hit(tmp_path):
     assert hits[0]["overlap"] == " ".join(BENCH_Q.lower().split())
     report = (out / "report.md").read_text()
     assert hits[1]["overlap"] in report and "bench.jsonl" in report
+
+
+def test_decontam_loads_evals_benchmark_names_with_a_path(tmp_path):
+    math500 = write_jsonl(tmp_path / "math500.jsonl", [
+        {"problem": BENCH_Q, "answer": "5", "unique_id": "test/algebra/1.json"}])
+    index = BenchmarkIndex.load([f"math500={math500}"], 8)
+    (hit,) = index.hits("Note that " + BENCH_Q)
+    assert hit["benchmark"] == "math500" and hit["benchmark_id"] == "math500-test/algebra/1.json"
+    with pytest.raises(ValueError, match="unknown benchmark 'mth500'"):
+        BenchmarkIndex.load([f"mth500={math500}"], 8)

@@ -114,3 +114,12 @@ def test_unknown_kinds_in_the_config_are_named(tmp_path):
         run_filter(cfg)
     with pytest.raises(ValueError, match="kind: unknown verifier kind 'poetry'"):
         run_filter(FilterConfig(inputs=[str(path)], out=str(tmp_path / "o"), kind="poetry"))
+
+
+def test_style_from_a_system_prompt_or_a_column(tmp_path):
+    reflective = sample("a", 0, "5")
+    reflective["prompt"] = [{"role": "system", "content": "Reflect and verify your answer."},
+                            *reflective["prompt"]]
+    rows = [reflective, sample("a", 1, "5"), sample("a", 2, "5", style="terse")]
+    assert [s.style for s in _read([write_jsonl(tmp_path / "s.jsonl", rows)])] == [
+        "reflective", "plain", "terse"]
