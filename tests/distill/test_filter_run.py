@@ -206,3 +206,10 @@ def test_rerun_on_edited_inputs_verifies_only_new_rows_and_forgets_removed_ones(
     assert [r["id"] for r in read_jsonl(out / "sft.jsonl")] == ["new/0"] + [f"e{i}/0" for i in
                                                                             range(1, 6)]
     assert json.loads((out / "summary.json").read_text())["samples"] == 6
+
+
+def test_shipped_recipe_loads():
+    from recipes.config import load_config
+
+    cfg = load_config(FilterConfig, ROOT / "recipes/filter/synthetic.yaml", section="filter")
+    assert cfg.selection.policy == "shortest" and cfg.decontam.benchmarks[0].startswith("synthetic:")
