@@ -57,7 +57,7 @@ def _parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source}: invalid YAML: {e}") from e
 
 
-def _read_mapping(path: Path, section: str | None) -> dict:
+def read_mapping(path: Path, section: str | None = None) -> dict:
     """The file's mapping (or its `section`), with errors that name the file."""
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
@@ -274,7 +274,7 @@ def load_config(
     """Read `path` (or only defaults when None), apply `--set` overrides, build a checked `cls`."""
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"load_config needs a dataclass type, got {cls!r}")
-    data = _read_mapping(Path(path), section) if path is not None else {}
+    data = read_mapping(Path(path), section) if path is not None else {}
     return config_from_mapping(cls, data, path, overrides, section)
 
 
