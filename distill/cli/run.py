@@ -38,15 +38,15 @@ def register(subparsers) -> None:
 
 def _run(args) -> int:
     from distill.runner import describe, execute, make_plan, select
+    from distill.runner.execute import problems
 
     plan = make_plan(args.recipe, args.overrides)
     if args.dry_run:
         chosen = select(plan, args.only, args.start)
         print(describe(plan, chosen, forced=bool(args.only or args.start)), end="")
-        bad = [s for s in plan.stages if s.error and s.name in chosen]
-        if bad:
-            raise ValueError(f"{len(bad)} stage(s) cannot run in this checkout: "
-                             + ", ".join(s.name for s in bad))
+        found = problems(plan, chosen)
+        if found:
+            raise ValueError(f"dry run found {len(found)} problem(s):\n  " + "\n  ".join(found))
         print("dry run: every stage checked; nothing was run")
         return 0
     execute(plan, args.only, args.start)

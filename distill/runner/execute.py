@@ -53,10 +53,19 @@ def select(plan: Plan, only: list[str] | None, start: str | None) -> list[str]:
     return chosen
 
 
+def problems(plan: Plan, chosen: list[str]) -> list[str]:
+    """Why the chosen stages cannot run: absent modules, missing input paths."""
+    out = []
+    for s in plan.stages:
+        if s.name in chosen:
+            out += ([f"{s.name}: {s.error}"] if s.error else []) + [f"{plan.recipe}: {m}" for m in s.missing]
+    return out
+
+
 def check_runnable(plan: Plan, chosen: list[str]) -> None:
-    bad = [s for s in plan.stages if s.name in chosen and s.error]
-    if bad:
-        raise ValueError("cannot run: " + "; ".join(f"{s.name}: {s.error}" for s in bad))
+    found = problems(plan, chosen)
+    if found:
+        raise ValueError("cannot run (nothing was started):\n  " + "\n  ".join(found))
 
 
 def _eta(plan: Plan, remaining: list[str]) -> str:
@@ -153,6 +162,7 @@ def describe(plan: Plan, chosen: list[str], forced: bool = False) -> str:
                 state = "complete: would rerun (selected by --only/--from)"
         lines.append(f"[{k}/{len(plan.stages)}] {s.name} ({s.type.kind}) - {state}")
         lines += [f"      {w}" for w in s.wired]
+        lines += [f"      MISSING INPUT {m}" for m in s.missing]
         for name, (path, kind) in (s.outputs or {}).items():
             lines.append(f"      -> {'${' + s.name + ('.' + name if name else '') + '}'} = {path} ({kind})")
     return "\n".join(lines) + "\n"

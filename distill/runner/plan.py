@@ -17,8 +17,9 @@ A recipe is one YAML file:
 Everything that can be checked without running is checked here, so a bad recipe fails before any
 stage starts: stage names, section names, `--set` targets, every config key and type, the
 wiring (the referenced stage exists, runs earlier and makes an output of the kind the key reads),
-and literal input paths. A stage whose module is absent is kept in the plan with its error, so
-`--dry-run` can list every problem at once.
+and literal input paths (`Stage.missing`: listed by `--dry-run`, an error before a run starts).
+A stage whose module is absent is kept in the plan with its error, so `--dry-run` can list every
+problem at once.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class Stage:
     upstream: list[str] = field(default_factory=list)   # stages whose outputs it reads
     wired: list[str] = field(default_factory=list)      # "key <- ${ref}" lines, for --dry-run
     wired_values: set[str] = field(default_factory=set)  # paths the wiring put in
+    missing: list[str] = field(default_factory=list)     # literal input paths that do not exist
     digest: str | None = None
 
 
@@ -191,8 +193,9 @@ class _Wiring:
             if out is None:
                 return f"<{ref}>"
             want = self.stage.type.inputs.get(pattern)
-            if want is not None and out.kind != want:
-                raise self.fail(key, f"reads a {want}, but ${{{ref}}} is a {out.kind} ({out.path})")
+            if want is not None and out.kind not in want.split("|"):
+                wanted = " or ".join(want.split("|"))
+                raise self.fail(key, f"reads a {wanted}, but ${{{ref}}} is a {out.kind} ({out.path})")
             return out.path
         return REF.sub(one, text)
 
@@ -207,7 +210,8 @@ class _Wiring:
                                  f"({', '.join(found)}): set it to one of "
                                  + ", ".join(f"${{{n}{'.' + name if name else ''}}}" for n in found))
         ref = found[0] + (f".{name}" if name else "")
-        return self.substitute(key, key, f"${{{ref}}}")
+        shown = key.replace("[]", "[0]")
+        return self.substitute(shown, key, f"${{{ref}}}")
 
 
 def _section(data: dict, name: str, recipe: Path) -> dict:
@@ -217,16 +221,17 @@ def _section(data: dict, name: str, recipe: Path) -> dict:
     return copy.deepcopy(section)
 
 
-def _check_literal_inputs(stage: Stage, raw: dict, recipe: Path) -> None:
-    """A literal (not wired) path in an input key must exist; an openai model is a name."""
+def _missing_inputs(stage: Stage, raw: dict) -> list[str]:
+    """Literal (not wired) paths in input keys that do not exist; an openai model is a name."""
+    missing = []
     for key, pattern, value, parent in _leaves(raw):
         if pattern not in stage.type.inputs or not isinstance(value, str) or value in stage.wired_values:
             continue
         if isinstance(parent, dict) and parent.get("backend") == "openai":
             continue
         if not Path(value).exists():
-            raise ConfigError(f"{recipe}: {stage.name}.{key}: {value} does not exist (to use an "
-                              "earlier stage's output, write ${STAGE} or ${STAGE.OUTPUT})")
+            missing.append(f"{stage.name}.{key}: {value} does not exist")
+    return missing
 
 
 def _load_stage(stage: Stage, data: dict, recipe: Path, sets: list[str],
@@ -246,10 +251,11 @@ def _load_stage(stage: Stage, data: dict, recipe: Path, sets: list[str],
     sets = [_substitute_override(wiring, text) for text in sets]
     set_keys = {text.partition("=")[0].strip() for text in sets}
     for key, target in t.wiring.items():
-        if _get(raw, key) is None and key not in set_keys:
+        plain = key.removesuffix("[]")
+        if _get(raw, plain) is None and plain not in set_keys:
             value = wiring.default(key, target)
             if value is not None:
-                _set(raw, key, value)
+                _set(raw, plain, [value] if key.endswith("[]") else value)
                 stage.wired_values.add(value)
     for key, sub in t.scratch.items():
         if _get(raw, key) is None and key not in set_keys:
@@ -258,7 +264,7 @@ def _load_stage(stage: Stage, data: dict, recipe: Path, sets: list[str],
         _set(raw, t.out_key, str(stage.dir / t.out_path))
     if any(earlier[u].cfg is None for u in stage.upstream):
         bad = [u for u in stage.upstream if earlier[u].cfg is None]
-        stage.error = f"not checked: reads from {', '.join(bad)}, which cannot be loaded"
+        stage.error = f"config checked, but it reads from {', '.join(bad)}, which cannot run here"
     try:
         cls = resolve(t.config, t.kind)
     except StageUnavailable as e:
@@ -272,7 +278,7 @@ def _load_stage(stage: Stage, data: dict, recipe: Path, sets: list[str],
             cfg.validate(f"{recipe}: {name}")
         except ValueError as e:
             raise ConfigError(blame_override(str(e), f"{recipe}: {name}", sets, name + ".")) from e
-    _check_literal_inputs(stage, raw, recipe)
+    stage.missing = _missing_inputs(stage, raw)
     stage.outputs = {k: (stage.dir / o.path, o.kind) for k, o in t.outputs_for(cfg).items()}
     if stage.error is None:
         stage.cfg = cfg

@@ -46,11 +46,12 @@ class StageType:
     outputs: output name -> Output; "" is the stage's main output, what `${stage}` means in a
         recipe (`${stage.name}` names another). A callable gets the loaded config (outputs that
         depend on it, e.g. one file per synth set).
-    inputs: config key pattern -> the output kind it reads. `[]` matches any list index
+    inputs: config key pattern -> the output kind it reads ("a|b": either). `[]` matches any list index
         (`models[].path`). A `${...}` reference into such a key must name an output of that kind,
         and a literal path there must exist when the stage starts.
     wiring: config key -> "kind" or "kind.output": filled from the one earlier stage of that kind
-        when the recipe leaves the key unset (two candidates: the recipe must choose with ${...}).
+        when the recipe leaves the key unset (two candidates: the recipe must choose with ${...});
+        a key ending in `[]` is a list and gets a one-item list.
     scratch: config key -> path under the stage directory, set when the recipe leaves it unset
         (caches such as pretrain's token shards).
     """
@@ -106,22 +107,27 @@ STAGES: dict[str, StageType] = {s.kind: s for s in [
               outputs={"": Output("final", "model")},
               inputs={"data.sources[]": "data", "data.tokenizer": "tokenizer", "init_from": "model"},
               wiring={"data.tokenizer": "tokenizer"}, scratch={"data.shard_dir": "shards"}),
-    # The four stages below are built on other branches; their module paths, out_key and output
-    # files are this table's assumption, to be checked when they merge.
+    # The four stages below are built on other branches. Their module paths, out_key, output
+    # files and input keys follow those branches' work in progress (issue-10 generate, issue-11
+    # filter, issue-13 grpo; sft is a guess) and must be checked when they merge.
     StageType("generate", "distill.generate:GenerateConfig", "distill.runner.adapters:generate",
-              "teacher samples, k per problem", outputs={"": Output("samples.jsonl", "samples")},
-              inputs={"model": "model", "problems": "data"}),
+              "teacher samples, k per problem", outputs={"": Output("samples", "samples")},
+              inputs={"teacher.path": "model", "problems": "data"}),
     StageType("filter", "distill.filter:FilterConfig", "distill.runner.adapters:filter",
-              "verify, hygiene, shortest-correct selection, pass-rate band for RL",
-              outputs={"": Output("sft.jsonl", "sft_data"), "rl": Output("rl.jsonl", "rl_data")},
-              inputs={"samples": "samples"}, wiring={"samples": "generate"}),
-    StageType("sft", "distill.sft:SFTStageConfig", "distill.runner.adapters:sft",
-              "supervised fine-tuning of the student", outputs={"": Output("final", "model")},
-              inputs={"model": "model", "dataset": "sft_data"}, wiring={"dataset": "filter"}),
-    StageType("grpo", "distill.grpo:GRPOStageConfig", "distill.runner.adapters:grpo",
-              "GRPO with verifier and length rewards", outputs={"": Output("final", "model")},
-              inputs={"model": "model", "dataset": "rl_data"},
-              wiring={"model": "sft", "dataset": "filter.rl"}),
+              "verify, hygiene, shortest-correct selection, pass-rate band for RL", out_key="out",
+              outputs={"": Output("sft.jsonl", "sft_data"), "rl": Output("rl_prompts.jsonl", "rl_data"),
+                       "rejected": Output("rejected.jsonl", "samples")},
+              inputs={"inputs[]": "samples"}, wiring={"inputs[]": "generate"}),
+    StageType("sft", "distill.sft:SFTRecipe", "distill.runner.adapters:sft",
+              "supervised fine-tuning of the student", out_key="output_dir",
+              outputs={"": Output("final", "model")},
+              inputs={"model.path": "model", "data.path": "sft_data|samples"},
+              wiring={"data.path": "filter"}),
+    StageType("grpo", "distill.grpo:GRPORecipe", "distill.runner.adapters:grpo",
+              "GRPO with verifier and length rewards", out_key="output_dir",
+              outputs={"": Output("final", "model")},
+              inputs={"policy.path": "model", "data.path": "rl_data"},
+              wiring={"policy.path": "sft", "data.path": "filter.rl"}),
     StageType("eval", "evals.config:EvalConfig", "distill.runner.adapters:evaluate",
               "k samples per problem: pass@1 ± se, pass@k, lengths", outputs={"": Output(".", "eval")},
               inputs={"models[].path": "model", "benchmarks[].path": "data"}),
