@@ -92,10 +92,22 @@ class _Origins:
         shown = ".".join(p for p in (self.section, keypath) if p)
         return f"{self.source}: {shown}" if shown else self.source
 
-    def within(self, keypath: str) -> list[str]:
-        """The `--set` texts that changed a value at or below `keypath` ("" = the whole config)."""
-        return [f"--set {self.set_prefix}{text}" for key, text in self.overrides.items()
-                if not keypath or key == keypath or key.startswith((keypath + ".", keypath + "["))]
+    def blamed(self, keypath: str, message: str) -> list[str]:
+        """The `--set` texts that changed a value below `keypath` whose key (relative to it) the
+        error message of that mapping's own check names."""
+        found = []
+        for key, text in self.overrides.items():
+            if keypath and not key.startswith(keypath + "."):
+                continue
+            relative = key[len(keypath) + 1:] if keypath else key
+            if _names_key(message, relative):
+                found.append(f"--set {self.set_prefix}{text}")
+        return found
+
+
+def _names_key(message: str, key: str) -> bool:
+    """Whether an error message mentions the dotted key as a whole word (`seq_len`, not `len`)."""
+    return re.search(rf"(?<![\w.]){re.escape(key)}(?![\w])", message) is not None
 
 
 def _apply_override(data: dict, text: str, cls: type, origins: _Origins) -> None:
@@ -169,7 +181,7 @@ def _build_dataclass(cls: type, data: Any, keypath: str, origins: _Origins) -> A
     except ConfigError:
         raise
     except (TypeError, ValueError) as e:  # a missing required field or a __post_init__ check
-        sets = origins.within(keypath)  # the check failed after a --set changed this mapping
+        sets = origins.blamed(keypath, str(e))  # the check names a key a --set changed
         if sets:
             where = f"{', '.join(sets)}: {keypath or cls.__name__}"
         raise ConfigError(f"{where}: {e}") from e
@@ -300,7 +312,7 @@ def blame_override(message: str, path: str | Path | None, overrides: Sequence[st
     a config's own `validate(where)`) at the `--set` when an overridden key is named in it."""
     for text in overrides:
         key = text.partition("=")[0].strip()
-        if key and re.search(rf"(?<![\w.]){re.escape(key)}(?![\w])", message):
+        if key and _names_key(message, key):
             shown = f"--set {set_prefix}{text}"
             prefix = f"{path}: "
             return shown + ": " + message[len(prefix):] if message.startswith(prefix) else \

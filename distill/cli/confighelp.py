@@ -90,3 +90,4 @@ def add_config_help(parser: argparse.ArgumentParser, config: str, section: str |
         return plain() + "\n" + text
 
     parser.format_help = format_help  # an instance attribute wins over the method
+    parser.recipe_config = (config, section)
