@@ -4,6 +4,7 @@ recipes in recipes/. Nothing here trains; the end-to-end run is test_runner_e2e.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import yaml
 from distill.cli import main
 from distill.runner import execute, make_plan
 from distill.runner.execute import problems, select
+from distill.runner.state import STARTED, status, write_record
 from recipes.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -234,3 +236,59 @@ def test_base_recipe_is_not_modified(tmp_path, base):
     before = copy.deepcopy(base)
     make_plan(_write(tmp_path, base), ["pretrain.train.max_steps=3"])
     assert base == before
+
+
+def _small(root: Path) -> dict:
+    return {"run": {"name": "s", "root": str(root), "stages": ["synth", "tokenizer"]},
+            "synth": {"sets": {"a": {"n": 30, "style": "short", "difficulty": 1}}},
+            "tokenizer": {"sources": ["${synth.a}"], "vocab_size": 280}}
+
+
+def _statuses(path: Path, overrides=(), **kw) -> dict:
+    return {o.stage: o.status for o in execute(make_plan(path, list(overrides)), **kw)}
+
+
+def test_finished_stages_are_skipped_and_changed_ones_rerun(tmp_path, capsys):
+    path = _write(tmp_path, _small(tmp_path / "runs"))
+    run_dir = tmp_path / "runs" / "s"
+    assert _statuses(path) == {"synth": "ran", "tokenizer": "ran"}
+    rows = (run_dir / "synth" / "a.jsonl").read_text().splitlines()
+    assert len(rows) == 30
+    assert (run_dir / "tokenizer" / "stage_config.yaml").is_file()
+    assert _statuses(path) == {"synth": "skipped (complete)", "tokenizer": "skipped (complete)"}
+    # a changed synth set reruns synth and the tokenizer that reads it; the old outputs are kept
+    assert _statuses(path, ["synth.sets.a.n=40"]) == {"synth": "ran", "tokenizer": "ran"}
+    assert len((run_dir / "synth" / "a.jsonl").read_text().splitlines()) == 40
+    assert len((run_dir / "synth.prev" / "a.jsonl").read_text().splitlines()) == 30
+    # --only reruns a finished stage; its inputs are finished
+    assert _statuses(path, ["synth.sets.a.n=40"], only=["tokenizer"]) == {
+        "synth": "not selected", "tokenizer": "ran"}
+    out = capsys.readouterr().out
+    assert re.search(r"^\[1/1\] tokenizer: .*, ETA \d+s$", out, re.M)  # timed by the earlier runs
+    assert re.search(r"^  tokenizer +ran +\S+ +.*tokenizer/tokenizer$", out, re.M)
+
+
+def test_a_stopped_stage_is_resumed_not_restarted(tmp_path):
+    """_STARTED without _COMPLETE and the same config: the stage runs with ctx.resume in the same
+    directory (its files are kept); another config: moved aside and started fresh."""
+    path = _write(tmp_path, _small(tmp_path / "runs"))
+    plan = make_plan(path)
+    synth = plan.stage("synth")
+    synth.dir.mkdir(parents=True)
+    write_record(synth.dir / STARTED, {"stage": "synth", "config_hash": synth.digest})
+    (synth.dir / "partial-work").write_text("kept")
+    assert _statuses(path)["synth"] == "resumed"
+    assert (synth.dir / "partial-work").read_text() == "kept"
+    assert status(synth.dir, synth.digest) == "complete"
+    assert status(synth.dir, "0" * 16) == "stale"
+
+
+def test_a_failing_stage_is_not_marked_complete(tmp_path, capsys):
+    recipe = _small(tmp_path / "runs")
+    recipe["synth"]["sets"]["a"]["style"] = "none"  # problems only: no `text` to train on
+    plan = make_plan(_write(tmp_path, recipe))
+    with pytest.raises(ValueError):
+        execute(plan)
+    assert re.search(r"^  tokenizer +failed", capsys.readouterr().out, re.M)
+    tok = plan.stage("tokenizer")
+    assert status(tok.dir, tok.digest) == "partial"
