@@ -39,7 +39,8 @@ def select(plan: Plan, only: list[str] | None, start: str | None) -> list[str]:
     if only and start:
         raise ValueError("--only and --from exclude each other")
     if only:
-        chosen = [plan.stage(n).name for n in only]
+        wanted = {plan.stage(n).name for n in only}
+        chosen = [n for n in names if n in wanted]  # the recipe's order, whatever the flags' order
     elif start:
         chosen = names[names.index(plan.stage(start).name):]
     else:

@@ -234,15 +234,10 @@ def _missing_inputs(stage: Stage, raw: dict) -> list[str]:
     return missing
 
 
-def _load_stage(stage: Stage, data: dict, recipe: Path, sets: list[str],
-                earlier: dict[str, Stage], order: list[str]) -> None:
-    """Fill in stage.cfg, outputs and digest (or stage.error when it cannot be loaded)."""
-    t, name = stage.type, stage.name
-    raw = _section(data, name, recipe)
-    if t.out_key and _get(raw, t.out_key) is not None:
-        raise ConfigError(f"{recipe}: {name}.{t.out_key}: set by `distillery run` "
-                          f"({stage.dir / t.out_path}); remove it from the recipe")
-    wiring = _Wiring(recipe, stage, earlier, order)
+def _wire(stage: Stage, raw: dict, sets: list[str], wiring: _Wiring) -> list[str]:
+    """Fill `raw` in place: ${...} references, default wiring, scratch paths and the output path;
+    returns the `--set` texts with their references resolved."""
+    t = stage.type
     for key, pattern, value, parent in list(_leaves(raw)):
         if isinstance(value, str) and REF.search(value):
             new = wiring.substitute(key, pattern, value)
@@ -262,9 +257,21 @@ def _load_stage(stage: Stage, data: dict, recipe: Path, sets: list[str],
             _set(raw, key, str(stage.dir / sub))
     if t.out_key:
         _set(raw, t.out_key, str(stage.dir / t.out_path))
-    if any(earlier[u].cfg is None for u in stage.upstream):
-        bad = [u for u in stage.upstream if earlier[u].cfg is None]
-        stage.error = f"config checked, but it reads from {', '.join(bad)}, which cannot run here"
+    return sets
+
+
+def _load_stage(stage: Stage, data: dict, recipe: Path, sets: list[str],
+                earlier: dict[str, Stage], order: list[str]) -> None:
+    """Fill in stage.cfg, outputs and digest (or stage.error when it cannot be loaded)."""
+    t, name = stage.type, stage.name
+    raw = _section(data, name, recipe)
+    if t.out_key and _get(raw, t.out_key) is not None:
+        raise ConfigError(f"{recipe}: {name}.{t.out_key}: set by `distillery run` "
+                          f"({stage.dir / t.out_path}); remove it from the recipe")
+    sets = _wire(stage, raw, sets, _Wiring(recipe, stage, earlier, order))
+    blocked = [u for u in stage.upstream if earlier[u].cfg is None]
+    if blocked:
+        stage.error = f"config checked, but it reads from {', '.join(blocked)}, which cannot run here"
     try:
         cls = resolve(t.config, t.kind)
     except StageUnavailable as e:
@@ -273,7 +280,7 @@ def _load_stage(stage: Stage, data: dict, recipe: Path, sets: list[str],
             k: (stage.dir / o.path, o.kind) for k, o in t.outputs.items()}
         return
     cfg = config_from_mapping(cls, raw, recipe, sets, section=name, set_prefix=name + ".")
-    if hasattr(cfg, "validate"):
+    if hasattr(cfg, "validate"):  # PretrainConfig's cross-field checks
         try:
             cfg.validate(f"{recipe}: {name}")
         except ValueError as e:
