@@ -96,7 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
         module.register(subparsers)
     if unavailable:
         parser.epilog = "unavailable command modules: " + "; ".join(unavailable)
+    _show_defaults(parser)
     return parser
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Append "(default: X)" to every option's help that has a real default and does not say it
+    already, in every subcommand (flags off by default and empty lists are left alone)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                _show_defaults(sub)
+        elif action.option_strings and action.help is not argparse.SUPPRESS and not (
+                action.default is None or action.default is False or action.default == []
+                or action.default is argparse.SUPPRESS or "default" in (action.help or "")):
+            action.help = f"{action.help} (default: %(default)s)" if action.help else \
+                "default: %(default)s"
 
 
 def main(argv: list[str] | None = None) -> int:

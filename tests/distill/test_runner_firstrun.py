@@ -153,3 +153,12 @@ def test_generate_notes_a_random_model(tmp_path, capsys):
     (ckpt / "init_config.yaml").unlink()  # what a trained checkpoint looks like
     assert main(argv) == 0
     assert "randomly initialised" not in capsys.readouterr().out
+
+
+def test_every_option_help_shows_its_default(capsys):
+    text = " ".join(_help(["data", "synth"], capsys).split())
+    assert "1..5: more steps, bigger numbers (default: 2)" in text
+    assert "--seed SEED default: 0" in text
+    text = " ".join(_help(["model", "generate"], capsys).split())
+    assert "0 = greedy (default: 0.6)" in text and "--top-p TOP_P default: 0.95" in text
+    assert "default: False" not in text  # off-by-default flags need no note
