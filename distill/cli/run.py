@@ -6,6 +6,8 @@ skipping and resuming).
 
 from __future__ import annotations
 
+import sys
+
 
 def register(subparsers) -> None:
     from distill.runner.registry import STAGES
@@ -49,5 +51,9 @@ def _run(args) -> int:
             raise ValueError(f"dry run found {len(found)} problem(s):\n  " + "\n  ".join(found))
         print("dry run: every stage checked; nothing was run")
         return 0
-    execute(plan, args.only, args.start)
+    try:
+        execute(plan, args.only, args.start)
+    except KeyboardInterrupt:
+        print("distillery: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
     return 0

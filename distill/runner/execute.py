@@ -28,7 +28,7 @@ from recipes.config import save_config
 @dataclass
 class Outcome:
     stage: str
-    status: str  # ran, resumed, skipped (complete), failed, interrupted, not selected
+    status: str  # ran, resumed, skipped (complete), failed, interrupted, not run, not selected
     wall_s: float | None = None
     output: str = ""
 
@@ -113,7 +113,8 @@ def execute(plan: Plan, only: list[str] | None = None, start: str | None = None)
     chosen = select(plan, only, start)
     check_runnable(plan, chosen)
     forced = bool(only or start)
-    outcomes = {s.name: Outcome(s.name, "not selected") for s in plan.stages}
+    outcomes = {s.name: Outcome(s.name, "not run" if s.name in chosen else "not selected")
+                for s in plan.stages}
     t0 = time.perf_counter()
     try:
         for k, name in enumerate(chosen, 1):
