@@ -39,7 +39,12 @@ def evaluate(cfg, ctx: StageContext) -> None:
 
 
 def _call(path: str, kind: str):
+    """An adapter for a stage whose entry point is `function(cfg) -> Path`. A stopped attempt
+    sets the config's `resume` flag where it has one (GRPO: continue from the last checkpoint);
+    generate and filter resume from their row stores by themselves."""
     def run(cfg, ctx: StageContext) -> None:
+        if ctx.resume and getattr(cfg, "resume", None) is False:
+            cfg.resume = True
         out = resolve(path, kind)(cfg)
         print(f"{ctx.name}: wrote {out}")
     return run
