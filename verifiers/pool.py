@@ -40,7 +40,7 @@ from verifiers.api import Verdict
 # imported lazily by verifiers.math_verifier, and a respawned worker importing it under a
 # sample's deadline could time that sample out.
 _PRELOAD = ["verifiers.api", "verifiers.sandbox", "verifiers.code", "verifiers.math_verifier",
-            "verifiers.choice", "verifiers.format", "math_verify"]
+            "verifiers.choice", "verifiers.format", "math_verify", "verifiers.sandbox_warm"]
 
 
 def sandbox_deadline_cap(timeout_s: float) -> float:

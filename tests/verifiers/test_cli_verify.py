@@ -8,6 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from verifiers import sandbox
+
 from distill import cli
 
 REF = {"inputs": ["1 2\n", "5 5\n"], "outputs": ["3\n", "10\n"]}
@@ -41,8 +43,8 @@ def test_jsonl_round_trip_with_verdicts_and_summary(tmp_path, capsys):
     assert rows[0]["score"] == 0.25  # untouched: the verdict is nested
     assert rows[0]["verdict"] == {"kind": "code", "correct": True, "score": 1.0,
                                   "extracted": "a, b = map(int, input().split())\nprint(a + b)\n",
-                                  "reason": "ok"}
-    assert rows[1]["verdict"]["reason"] == "1/2 tests passed" and rows[1]["verdict"]["score"] == 0.5
+                                  "reason": f"ok [sandbox: {sandbox.isolation().tier}]"}
+    assert rows[1]["verdict"]["reason"].startswith("1/2 tests passed [sandbox: ") and rows[1]["verdict"]["score"] == 0.5
     assert rows[2]["verdict"]["reason"] == "no code block"
     text = capsys.readouterr().out
     assert "verified 3 samples" in text and "samples/s" in text

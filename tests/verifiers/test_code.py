@@ -26,6 +26,14 @@ def block(code: str, tag: str = "python") -> str:
     return f"<think>Let me write it.</think>\nHere is my solution.\n```{tag}\n{code}\n```\n"
 
 
+def why(verdict) -> str:
+    """The reason without the sandbox tier, which every verdict that ran code must name."""
+    reason, sep, tier = verdict.reason.partition(" [sandbox: ")
+    if sep:
+        assert tier == sandbox.isolation().tier + "]", verdict.reason
+    return reason
+
+
 def timed(*args, **kwargs):
     start = time.monotonic()
     verdict = verify("code", *args, **kwargs)
@@ -65,9 +73,9 @@ def test_extract_code(text, expected):
 
 def test_only_text_after_think_counts_and_unclosed_think_fails():
     inside = "<think>```python\nprint(3)\n```</think>no code here"
-    assert verify("code", inside, ADD).reason == "no code block"
+    assert why(verify("code", inside, ADD)) == "no code block"
     unclosed = "<think>```python\nprint(3)\n```"
-    assert verify("code", unclosed, ADD).reason == "unclosed <think>"
+    assert why(verify("code", unclosed, ADD)) == "unclosed <think>"
 
 
 def test_reference_forms_and_errors():
@@ -113,13 +121,13 @@ def test_tolerances_are_options():
 
 def test_stdio_correct_wrong_and_partial():
     good = verify("code", block("a, b = map(int, input().split())\nprint(a + b)"), ADD)
-    assert (good.correct, good.score, good.reason) == (True, 1.0, "ok")
+    assert (good.correct, good.score, why(good)) == (True, 1.0, "ok")
     assert good.extracted.startswith("a, b = map")
     wrong = verify("code", block("a, b = map(int, input().split())\nprint(a * b)"), ADD)
-    assert (wrong.correct, wrong.score, wrong.reason) == (False, 0.0, "0/3 tests passed")
+    assert (wrong.correct, wrong.score, why(wrong)) == (False, 0.0, "0/3 tests passed")
     partial = verify("code", block("a, b = map(int, input().split())\nprint(a + b if b > 0 else 0)"),
                      ADD)
-    assert partial.reason == "2/3 tests passed" and partial.score == pytest.approx(2 / 3)
+    assert why(partial) == "2/3 tests passed" and partial.score == pytest.approx(2 / 3)
 
 
 def test_stdio_reads_fd0_buffer_and_threads():
@@ -135,7 +143,7 @@ def test_stdio_reads_fd0_buffer_and_threads():
 def test_exit_codes():
     assert verify("code", block("a, b = map(int, input().split())\nprint(a + b)\nexit(0)"), ADD).correct
     bad = verify("code", block("a, b = map(int, input().split())\nprint(a + b)\nexit(1)"), ADD)
-    assert not bad.correct and bad.reason == "runtime error: exit code 1"
+    assert not bad.correct and why(bad) == "runtime error: exit code 1"
 
 
 def test_function_call_cases():
@@ -144,7 +152,7 @@ def test_function_call_cases():
     cls = "class Solution:\n    def add(self, a, b):\n        return a + b"
     assert verify("code", block(cls), ref).correct
     wrong = verify("code", block("def add(a, b):\n    return a - b"), ref)
-    assert wrong.reason == "0/3 tests passed"
+    assert why(wrong) == "0/3 tests passed"
     lcb = {"fn_name": "twoSum", "inputs": ["[2, 7, 11]\n9", "[3, 3]\n6"], "outputs": ["[0, 1]", "[0, 1]"]}
     two_sum = ("class Solution:\n    def twoSum(self, nums, target):\n"
                "        seen = {}\n        for i, x in enumerate(nums):\n"
@@ -164,14 +172,14 @@ def test_float_tolerance_through_the_sandbox():
 
 def test_line_count_mismatch_fails():
     ref = {"inputs": [""], "outputs": ["1\n2\n"]}
-    assert verify("code", block("print(1)"), ref).reason == "0/1 tests passed"
+    assert why(verify("code", block("print(1)"), ref)) == "0/1 tests passed"
 
 
 def test_error_reasons():
-    assert verify("code", block("def f(:\n    pass"), ADD).reason == "syntax error"
-    assert verify("code", block("1 / 0"), ADD).reason == "runtime error: ZeroDivisionError: division by zero"
-    assert verify("code", block("x = bytearray(1 << 40)"), ADD, memory_mb=512).reason == "memory limit"
-    assert verify("code", "just prose", ADD).reason == "no code block"
+    assert why(verify("code", block("def f(:\n    pass"), ADD)) == "syntax error"
+    assert why(verify("code", block("1 / 0"), ADD)) == "runtime error: ZeroDivisionError: division by zero"
+    assert why(verify("code", block("x = bytearray(1 << 40)"), ADD, memory_mb=512)) == "memory limit"
+    assert why(verify("code", "just prose", ADD)) == "no code block"
 
 
 # --- escape attempts: each fails safely and finishes within its deadline + SLACK -------------------
@@ -194,7 +202,7 @@ def test_network_is_blocked():
     server.close()
     assert verdict.correct, verdict
     assert elapsed < 3 + SLACK
-    assert sandbox.isolation().network in ("netns", "socket-guard")
+    assert sandbox.isolation().network == "empty netns"
 
 
 def test_cannot_write_outside_the_temp_dir(tmp_path):
@@ -228,17 +236,17 @@ def test_fork_bomb_is_bounded():
 
 def test_infinite_loops_hit_the_deadline():
     verdict, elapsed = timed(block("while True:\n    pass"), ADD, test_timeout_s=0.5, deadline_s=1.0)
-    assert verdict.reason == "timeout" and elapsed < 1.0 + SLACK
+    assert why(verdict) == "timeout" and elapsed < 1.0 + SLACK
     # swallowing the harness's alarm does not help: the parent kills the run at the deadline
     sticky = ("while True:\n    try:\n        while True:\n            pass\n"
               "    except BaseException:\n        pass")
     verdict, elapsed = timed(block(sticky), ADD, test_timeout_s=0.3, deadline_s=1.0)
-    assert verdict.reason == "timeout" and elapsed < 1.0 + SLACK
+    assert why(verdict) == "timeout" and elapsed < 1.0 + SLACK
 
 
 def test_unbounded_printing_is_cut():
     verdict, elapsed = timed(block("while True:\n    print('x' * 10000)"), ADD, deadline_s=3.0)
-    assert verdict.reason == "output limit" and elapsed < 3.0 + SLACK
+    assert why(verdict) == "output limit" and elapsed < 3.0 + SLACK
 
 
 def test_killing_the_parent_fails_harmlessly():
@@ -253,11 +261,15 @@ def test_killing_the_parent_fails_harmlessly():
 def test_exit_before_the_tests_fails():
     call = {"fn_name": "f", "inputs": [[1]], "outputs": [1]}
     early = verify("code", block("import sys\nsys.exit(0)\ndef f(x):\n    return x"), call)
-    assert not early.correct and early.reason == "runtime error: exit before the tests ran"
+    assert not early.correct and why(early) == "runtime error: exit before the tests ran"
     hard = verify("code", block("import os\nos._exit(0)\ndef f(x):\n    return x"), call)
     assert not hard.correct
-    stdio = verify("code", block("import os\nos._exit(0)"), {"inputs": [""], "outputs": [""]})
-    assert not stdio.correct  # expected output is empty, but the test never reported running
+    # Each test is its own process judged by its output and exit status alone, so a program that
+    # exits at once passes only a test whose expected output is empty (a program that prints
+    # nothing is indistinguishable from it, as on any stdin/stdout judge).
+    stdio = verify("code", block("import os\nos._exit(0)"), {"inputs": ["", ""],
+                                                             "outputs": ["0", ""]})
+    assert not stdio.correct and stdio.score == 0.5
 
 
 def test_forged_results_do_not_pass():
@@ -282,16 +294,22 @@ def test_concurrent_runs_do_not_interfere():
     assert [v.correct for v in results] == [True] * 4
 
 
-def test_fallback_tier_guards_sockets_and_forks(monkeypatch):
-    """Where namespaces are unavailable the harness's guard blocks sockets and process creation
-    (bypassable, so the tier says so); forced here on a machine that has namespaces."""
-    basic = sandbox.Isolation("basic", "socket-guard", "temp dir", "process group", "same")
+def test_unisolated_tier_is_refused_unless_allowed(monkeypatch):
+    """Where no tier isolates the filesystem, code is not scored unless the caller opts in; the
+    opt-in tier's guard then blocks sockets and process creation (bypassable, so the reason names
+    the tier). Forced here on a machine that has namespaces."""
+    basic = sandbox.Isolation("unisolated", "host", "socket guard", "process group", "same")
     monkeypatch.setattr(sandbox, "_isolation", basic)
+    with pytest.raises(sandbox.SandboxUnavailable, match="allow_unisolated_sandbox=True"):
+        verify("code", block("print('blocked')"), ONE)
     net = ("import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9))\n"
            "except OSError:\n    print('blocked')")
-    assert verify("code", block(net), ONE).correct
+    opt_in = {"allow_unisolated_sandbox": True}
+    verdict = verify("code", block(net), ONE, **opt_in)
+    assert verdict.correct and verdict.reason == "ok [sandbox: unisolated]"
     fork = ("import os, subprocess\nfor f in (os.fork, lambda: subprocess.run(['true'])):\n"
             "    try:\n        f()\n        print('forked')\n    except OSError:\n        pass\n"
             "print('blocked')")
-    assert verify("code", block(fork), ONE).correct
-    assert verify("code", block("a, b = map(int, input().split())\nprint(a + b)"), ADD).correct
+    assert verify("code", block(fork), ONE, **opt_in).correct
+    assert verify("code", block("a, b = map(int, input().split())\nprint(a + b)"), ADD,
+                  **opt_in).correct
