@@ -8,8 +8,9 @@ the program runs under RUN_UID, and it makes itself non-dumpable, so a program c
 nor open /proc/1/fd or /proc/1/mem.
 
 Input on fd 0: JSON {"code", "mode" ("stdio" | "call"), "fn_name", "inputs", "timeout_s",
-"max_output_bytes", "memory_mb", "file_mb", "nproc", "workdir"}. Expected outputs are not part of
-it: they never enter the sandbox.
+"max_output_bytes", "memory_mb", "file_mb", "nproc", "workdir"}; the runner makes its scratch dir
+inside "workdir" and empties only that one. Expected outputs are not part of the input: they never
+enter the sandbox.
 
 Per test i the runner forks a child that gets only test i's input (stdin, or the call arguments),
 drops to RUN_UID, sets rlimits, and runs the program. In "stdio" mode the child's stdout is a pipe
@@ -43,6 +44,11 @@ def main():
         payload = json.loads(f.read())
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(null, 0)
+    # The scratch dir is one the runner makes itself, and the only thing it ever empties: wiping
+    # the given base (/tmp) directly would empty the host's /tmp if the root were not pivoted.
+    import tempfile
+    payload["workdir"] = tempfile.mkdtemp(prefix="work-", dir=payload["workdir"])
+    os.chmod(payload["workdir"], 0o777)
     if pidns:  # PID 1 must reap orphans; default handlers would leave zombies or ignore nothing
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     compiled = _compile_check(payload, run_uid, flags)
@@ -115,7 +121,8 @@ def _run_test(payload, i, inp, run_uid, flags):
     for fd in (out_w, err_w, stdin):
         os.close(fd)
     cap = payload["max_output_bytes"]
-    got, over, timed_out = _drain([out_r, err_r], payload["timeout_s"], cap, tail={err_r: 2048})
+    got, over, timed_out = _drain([out_r, err_r], payload["timeout_s"], cap, tail={err_r: 2048},
+                                  pid=pid)
     status_word = _cleanup(pid, run_uid, flags, payload, kill_first=timed_out or over)
     os.close(out_r)
     os.close(err_r)
@@ -146,30 +153,53 @@ def _status(wait_status, timed_out, over, err_tail):
     return {"status": "error", "err": err or "exit code %d" % code}
 
 
-def _drain(fds, timeout_s, cap, tail=None):
-    """Read fds until all hit EOF or the timeout; fds in `tail` keep only their last bytes, the
-    others stop the run once together they pass `cap`. Returns (data, over_cap, timed_out)."""
+def _drain(fds, timeout_s, cap, tail=None, pid=None):
+    """Read fds until all hit EOF, the process `pid` has exited (then only what is already in the
+    pipes is read, so a leftover holding them open does not stretch the test), or the timeout. fds
+    in `tail` keep only their last bytes; the others stop once together they pass `cap`.
+    Returns (data, over_cap, timed_out)."""
     tail = tail or {}
     data = {fd: b"" for fd in fds}
-    open_fds, size = list(fds), 0
+    open_fds, size, exited = list(fds), 0, False
+    pidfd = _pidfd(pid)
     deadline = time.monotonic() + timeout_s
-    while open_fds:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return data, False, True
-        ready, _, _ = select.select(open_fds, [], [], left)
-        for fd in ready:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                open_fds.remove(fd)
-            elif fd in tail:
-                data[fd] = (data[fd] + chunk)[-tail[fd]:]
-            else:
-                data[fd] += chunk
-                size += len(chunk)
-                if size > cap:
-                    return data, True, False
-    return data, False, False
+    try:
+        while open_fds:
+            left = 0 if exited else deadline - time.monotonic()
+            if left < 0:
+                return data, False, True
+            watch = open_fds + ([pidfd] if pidfd is not None and not exited else [])
+            ready, _, _ = select.select(watch, [], [], left)
+            if not ready and exited:
+                break
+            if pidfd in ready:
+                exited = True
+                continue
+            for fd in ready:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    open_fds.remove(fd)
+                elif fd in tail:
+                    data[fd] = (data[fd] + chunk)[-tail[fd]:]
+                else:
+                    data[fd] += chunk
+                    size += len(chunk)
+                    if size > cap:
+                        return data, True, False
+        return data, False, False
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _pidfd(pid):
+    """A descriptor that turns readable when `pid` exits (Linux 5.3+), else None."""
+    if pid is None or not hasattr(os, "pidfd_open"):
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
 
 
 def _cleanup(pid, run_uid, flags, payload, kill_first=False):
