@@ -313,3 +313,49 @@ def test_unisolated_tier_is_refused_unless_allowed(monkeypatch):
     assert verify("code", block(fork), ONE, **opt_in).correct
     assert verify("code", block("a, b = map(int, input().split())\nprint(a + b)"), ADD,
                   **opt_in).correct
+
+
+# --- public schemas (issue 9): stdin/stdout case lists and function-call cases ----------------------
+
+SQUARE = "n = int(input())\nprint(n * n)   \n\n"  # trailing spaces and a blank line are forgiven
+
+
+@pytest.mark.parametrize("reference", [
+    [{"input": "3\n", "output": "9\n", "testtype": "stdin"}, {"input": "4", "output": "16"}],
+    {"tests": [{"input": "3\n", "output": "9\n"}, {"input": "4\n", "output": "16\n"}]},
+    {"input": ["3\n", "4\n"], "output": ["9\n", "16\n"]},                      # CodeContests split
+    {"public_tests": {"input": ["3\n"], "output": ["9\n"]},
+     "private_tests": {"input": ["4\n"], "output": ["16\n"]},
+     "generated_tests": {"input": [], "output": []}},
+    json.dumps({"inputs": ["3\n", "4\n"], "outputs": ["9", "16"]}),           # APPS input_output
+])
+def test_stdin_stdout_schemas(reference):
+    verdict = verify("code", block(SQUARE), reference)
+    assert verdict.correct and why(verdict) == "ok", verdict
+    wrong = verify("code", block("n = int(input())\nprint(n * n + 1)"), reference)
+    assert wrong.score == 0.0
+
+
+def test_contest_splits_all_run():
+    ref = {"public_tests": {"input": ["3\n"], "output": ["9\n"]},
+           "private_tests": {"input": ["4\n"], "output": ["17\n"]}}  # a private test it fails
+    assert verify("code", block(SQUARE), ref).score == 0.5
+
+
+def test_function_call_schemas():
+    lcb = {"func_name": "maxSum", "tests": [
+        {"input": "[1, 2, 3]\n2", "output": "5", "testtype": "functional"},
+        {"input": "[4, -1]\n1", "output": "4", "testtype": "functional"}]}
+    prog = ("class Solution:\n    def maxSum(self, nums, k):\n"
+            "        return sum(sorted(nums)[-k:])")
+    assert verify("code", block(prog), lcb).correct
+    kwargs = {"fn_name": "f", "inputs": [{"a": 1, "b": 2}], "outputs": [-1]}
+    assert verify("code", block("def f(a, b):\n    return a - b"), kwargs).correct
+    assert not verify("code", block("def f(a, b):\n    return b - a"), kwargs).correct
+
+
+def test_bad_case_lists_are_value_errors():
+    with pytest.raises(ValueError, match="'input' and 'output'"):
+        parse_tests([{"input": "1"}])
+    with pytest.raises(ValueError):
+        parse_tests({"tests": []})
