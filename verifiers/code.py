@@ -11,8 +11,9 @@ Reference (a dict/list or its JSON text), in the common public schemas:
     {"input": [str], "output": [str]} or CodeContests' {"public_tests", "private_tests",
     "generated_tests"} splits of that form (all splits are run);
   - function-call cases: any of the above plus "fn_name" (or LiveCodeBench's "func_name"); an input
-    is an argument list, a kwargs dict, or LiveCodeBench's newline-separated JSON arguments; an
-    output is the value or its JSON text. The function may be top level or a `Solution` method.
+    is an argument list, a kwargs dict, {"__args__": "<Python literal tuple>"} (tuples stay
+    tuples; evals/code_benchmarks.py writes HumanEval/MBPP arguments so), or LiveCodeBench's
+    newline-separated JSON arguments; an output is the value or its JSON text. The function may be top level or a `Solution` method.
 A malformed reference raises ValueError (a dataset bug, not a model error).
 
 Judging (verifiers/sandbox.py runs the program): the expected outputs stay in this process; the

@@ -340,6 +340,9 @@ def _call(program, fn_name, args):
         if not isinstance(ns.get("Solution"), type):
             raise NameError("no function " + repr(fn_name))
         target = getattr(ns["Solution"](), fn_name)
+    if isinstance(args, dict) and list(args) == ["__args__"]:  # Python literals: tuples stay tuples
+        import ast
+        args = ast.literal_eval(args["__args__"])
     value = target(**args) if isinstance(args, dict) else target(*args)
     data = memoryview(_encode(value).encode("utf-8", "replace"))
     while data:
