@@ -18,6 +18,7 @@ import pytest
 
 from evals.benchmarks import format_prompt, load_benchmark
 from evals.code_benchmarks import decode_private_tests
+from tests.evals.test_runner import checkpoint  # noqa: F401 - the tiny-model fixture
 from verifiers import sandbox, verify
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -151,3 +152,42 @@ def test_bad_rows_are_value_errors(tmp_path):
         load_benchmark("lcb", str(bad))
     with pytest.raises(ValueError, match="needs a path"):
         load_benchmark("mbpp")
+
+
+@needs_sandbox
+def test_eval_runner_scores_code_pass_at_1_over_k(tmp_path, monkeypatch, checkpoint):
+    """k samples per problem through `distillery eval`'s runner: pass@1 is the mean correctness
+    over the k samples of each problem, as for math (hand-computed below)."""
+    from evals import runner
+    from evals.config import BenchmarkSpec, EvalConfig, ModelSpec, SamplingParams
+    from evals.generation import Generator, Sample
+
+    sum_ok = "input()\nprint(sum(map(int, input().split())))"
+    two_sum = ("class Solution:\n    def twoSum(self, nums, target):\n        seen = {}\n"
+               "        for i, x in enumerate(nums):\n            if target - x in seen:\n"
+               "                return [seen[target - x], i]\n            seen[x] = i")
+    answers = {"print their sum": [sum_ok, "print(0)", sum_ok, sum_ok],       # 3 of 4 right
+               "add up to target": ["print(1)", two_sum, "oops(", "x = 1"]}    # 1 of 4 right
+
+    class Scripted(Generator):
+        backend = "engine"
+
+        def count_tokens(self, text):
+            return len(text.split()) or 1
+
+        def _generate_flat(self, prompts, seeds, sampling, stop):
+            out = []
+            for prompt in prompts:
+                text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
+                code = answers[next(k for k in answers if k in text)].pop(0)
+                out.append(Sample(f"plan</think>\n```python\n{code}\n```", "stop", 5, 9,
+                                  think_opened=True))
+            return out
+
+    monkeypatch.setattr(runner, "make_generator", lambda spec, **kw: Scripted())
+    cfg = EvalConfig(models=[ModelSpec("tiny", str(checkpoint))],
+                     benchmarks=[BenchmarkSpec("lcb", path=str(FIXTURES / "lcb.jsonl"), k=4)],
+                     sampling=SamplingParams(max_new_tokens=8), budgets=[], verify_workers=1,
+                     verify_timeout_s=30, out_dir=str(tmp_path / "out"))
+    (result,) = json.loads((runner.run_eval(cfg) / "results.json").read_text())["results"]
+    assert result["pass@1"]["mean"] == pytest.approx((3 / 4 + 1 / 4) / 2)
