@@ -299,6 +299,7 @@ def _child(payload, inp, stdin, out_w, err_w, run_uid, flags):
         os.dup2(out_w, 3)
     os.closerange(4 if call else 3, 1 << 16)
     _limit(payload, run_uid)
+    sys.argv = [""]  # as for `python -c`: the runner's arguments are none of the program's business
     sys.stdin = open(0, "r", encoding="utf-8", errors="replace", closefd=False)
     sys.stdout = open(1, "w", encoding="utf-8", closefd=False)
     sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)

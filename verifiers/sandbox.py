@@ -144,14 +144,9 @@ def isolation() -> Isolation:
 _isolation: Isolation | None = None
 
 
-def run_tests(code: str, mode: str, fn_name: str | None, inputs: list, *, timeout_s: float,
-              deadline_s: float, limits: Limits = Limits(), max_output_bytes: int = 1 << 20,
-              allow_unisolated: bool = False, stop=None) -> SandboxRun:
-    """Run `code` on every input, each in a fresh process; see the module docstring.
-
-    mode: "stdio" (inputs are stdin texts) or "call" (inputs are argument lists/dicts for
-    `fn_name`). timeout_s: wall limit per test. deadline_s: wall limit for the whole run.
-    stop(i, TestRun) -> bool: called as each test arrives; True kills the run (fail-fast)."""
+def require_isolation(allow_unisolated: bool = False) -> Isolation:
+    """The tier in force; raises SandboxUnavailable when it does not isolate the filesystem and
+    the caller did not allow that."""
     iso = isolation()
     if not iso.isolates_filesystem and not allow_unisolated:
         raise SandboxUnavailable(
@@ -160,6 +155,18 @@ def run_tests(code: str, mode: str, fn_name: str | None, inputs: list, *, timeou
             "program read expected outputs from host files. Run as root or enable unprivileged "
             "user namespaces, or pass allow_unisolated=True (verify option "
             "allow_unisolated_sandbox=True) to accept that risk.")
+    return iso
+
+
+def run_tests(code: str, mode: str, fn_name: str | None, inputs: list, *, timeout_s: float,
+              deadline_s: float, limits: Limits = Limits(), max_output_bytes: int = 1 << 20,
+              allow_unisolated: bool = False, stop=None) -> SandboxRun:
+    """Run `code` on every input, each in a fresh process; see the module docstring.
+
+    mode: "stdio" (inputs are stdin texts) or "call" (inputs are argument lists/dicts for
+    `fn_name`). timeout_s: wall limit per test. deadline_s: wall limit for the whole run.
+    stop(i, TestRun) -> bool: called as each test arrives; True kills the run (fail-fast)."""
+    iso = require_isolation(allow_unisolated)
     payload = {"code": code, "mode": mode, "fn_name": fn_name, "inputs": inputs,
                "timeout_s": timeout_s, "max_output_bytes": max_output_bytes,
                "memory_mb": limits.memory_mb, "file_mb": limits.file_mb, "nproc": limits.nproc}

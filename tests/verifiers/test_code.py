@@ -302,6 +302,10 @@ def test_unisolated_tier_is_refused_unless_allowed(monkeypatch):
     monkeypatch.setattr(sandbox, "_isolation", basic)
     with pytest.raises(sandbox.SandboxUnavailable, match="allow_unisolated_sandbox=True"):
         verify("code", block("print('blocked')"), ONE)
+    from verifiers import VerifierPool
+    with VerifierPool(workers=1, timeout_s=10, progress=False, context="fork") as pool:
+        with pytest.raises(sandbox.SandboxUnavailable):  # refused before any sample is sent
+            pool.map("code", [block("print('blocked')")], [ONE])
     net = ("import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9))\n"
            "except OSError:\n    print('blocked')")
     opt_in = {"allow_unisolated_sandbox": True}
