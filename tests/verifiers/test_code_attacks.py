@@ -91,6 +91,12 @@ def test_reading_expected_outputs_from_host_files(host_refs):
             "            read(os.path.join(d, f))\n")
     prog = FIND + f"for p in {paths!r}:\n    read(p)\n" + scan + "print('nothing')"
     assert_zero(verify("code", block(prog), HIDDEN))
+    # The issue's exploit as it passed the pre-issue-9 verifier (judged correct=True, 'ok' there).
+    direct = ("import re, sys\nkey = sys.stdin.readline().strip()\n"
+              f"text = open({THIS_FILE!r}).read()\n"
+              "secrets = re.findall(r'expected-[0-9a-f]{6}', text)[:3]\n"
+              "print(secrets[['alpha', 'beta', 'gamma'].index(key)])")
+    assert_zero(verify("code", block(direct), HIDDEN))
 
 
 def test_symlink_and_proc_tricks(host_refs):
