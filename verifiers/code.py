@@ -17,8 +17,8 @@ Reference (a dict/list or its JSON text), in the common public schemas:
 A malformed reference raises ValueError (a dataset bug, not a model error).
 
 Judging (verifiers/sandbox.py runs the program): the expected outputs stay in this process; the
-sandbox gets the program and the inputs only, runs every test in a fresh process that sees only
-its own input, and returns each test's stdout (call cases: the JSON of the return value) with its
+sandbox gets the program and the inputs only, runs every test in a fresh process whose stdin (or
+call arguments) is that test's input, and returns each test's stdout (call cases: the JSON of the return value) with its
 exit status. A test passes only when that process exited with status 0 and its output matches here:
 nothing the program writes, raises or prints about itself can mark a test passed. stdin/stdout
 outputs must have the same number of lines (trailing whitespace and trailing blank lines ignored),

@@ -5,7 +5,7 @@
 
 The judge (this process) owns the expected outputs and never sends them: the sandbox receives the
 program and the test inputs only. Inside, a trusted runner (verifiers/runner.py) forks one child per
-test that sees only that test's input and whose stdout (or, for function calls, the JSON of the
+test, with that test's input as its stdin (or call arguments), whose stdout (or, for function calls, the JSON of the
 return value) comes back over a pipe; the runner relays those bytes with the exit status and the
 judge compares them (verifiers/code.py). In-process guards fall to
 `().__class__.__bases__[0].__subclasses__()` and friends (docs/verification-and-eval.md 3.5), so the
