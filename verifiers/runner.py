@@ -12,10 +12,9 @@ Input on fd 0: JSON {"code", "mode" ("stdio" | "call"), "fn_name", "inputs", "ti
 inside "workdir" and empties only that one. Expected outputs are not part of the input: they never
 enter the sandbox.
 
-Per test i the runner forks a child that gets test i's input as stdin (or call arguments; the list
-of all inputs is dropped from the child's copy of the payload, though a program reading raw memory
-could still find the other inputs: never an expected output, which the runner never has),
-drops to RUN_UID, sets rlimits, and runs the program. In "stdio" mode the child's stdout is a pipe
+Per test i the runner forks a child that gets test i's input as stdin (or call arguments; the
+other inputs are still in the memory it inherits, and the issue allows that: an expected output
+never is, since the runner never has one), drops to RUN_UID, sets rlimits, and runs the program. In "stdio" mode the child's stdout is a pipe
 the runner reads; in "call" mode stdout goes to /dev/null and the child writes the JSON of the
 function's return value to fd 3, another pipe. When the child is done (or its time is up) the
 runner kills every process the test left behind, wipes the scratch dir and writes one frame to
@@ -302,7 +301,6 @@ def _limit(payload, run_uid):
 
 def _child(payload, inp, stdin, out_w, err_w, run_uid, flags):
     call = payload["mode"] == "call"
-    payload["inputs"] = None  # this copy only; the runner keeps its own
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(stdin, 0)
     os.dup2(null if call else out_w, 1)
