@@ -21,7 +21,8 @@ Each problem's `reference` is the JSON test spec `verifiers.code.parse_tests` re
 
 The asserts of HumanEval's `check` and MBPP's `test_list` are turned into function-call cases here
 (`assert f(args) == expected`, `assert f(args)`, `assert not f(args)`, `assert abs(f(args) - x) <
-tol`, with literal arguments and results), so the expected values stay with the judge: running the
+tol`, `assert set(f(args)) == set(y)`, `assert sorted(f(args)) == sorted(y)`, with literal
+arguments and results; arguments keep their Python types, tuples included), so the expected values stay with the judge: running the
 dataset's own asserts inside the sandbox would let a program return an object whose `__eq__` is
 always True. Asserts of another shape (loops, random inputs) are skipped and counted in
 `meta["skipped_asserts"]`; a problem with no convertible assert is left out with a warning
@@ -280,6 +281,10 @@ class NoCases(ValueError):
 
 
 def _assert_case(test, names):
+    if isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq):
+        wrapped = _unordered_case(test.left, test.comparators[0], names)
+        if wrapped is not None:
+            return wrapped
     if isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], (ast.Eq, ast.Is)):
         left, right = test.left, test.comparators[0]
         for call, value in ((left, right), (right, left)):
@@ -308,6 +313,24 @@ def _assert_case(test, names):
 
 
 _NO = object()
+_WRAPPERS = {"set": "__set__", "sorted": "__sorted__"}
+
+
+def _unordered_case(left, right, names):
+    """`set(f(args)) == set(lit)` / `sorted(f(args)) == sorted(lit)` (or a bare literal right)."""
+    if not (isinstance(left, ast.Call) and isinstance(left.func, ast.Name)
+            and left.func.id in _WRAPPERS and len(left.args) == 1 and not left.keywords):
+        return None
+    args = _call_args(left.args[0], names)
+    if args is None:
+        return None
+    if isinstance(right, ast.Call) and isinstance(right.func, ast.Name) \
+            and right.func.id == left.func.id and len(right.args) == 1:
+        right = right.args[0]
+    expected = _literal(right)
+    if expected is _NO or not isinstance(expected, (list, tuple)):
+        return None
+    return args, {_WRAPPERS[left.func.id]: list(expected)}
 
 
 def _call_args(node, names):

@@ -13,7 +13,9 @@ Reference (a dict/list or its JSON text), in the common public schemas:
   - function-call cases: any of the above plus "fn_name" (or LiveCodeBench's "func_name"); an input
     is an argument list, a kwargs dict, {"__args__": "<Python literal tuple>"} (tuples stay
     tuples; evals/code_benchmarks.py writes HumanEval/MBPP arguments so), or LiveCodeBench's
-    newline-separated JSON arguments; an output is the value or its JSON text. The function may be top level or a `Solution` method.
+    newline-separated JSON arguments; an output is the value or its JSON text, or
+    {"__set__": [...]} / {"__sorted__": [...]} when only the elements count (MBPP's
+    `set(f(x)) == set(y)`, `sorted(f(x)) == sorted(y)`). The function may be top level or a `Solution` method.
 A malformed reference raises ValueError (a dataset bug, not a model error).
 
 Judging (verifiers/sandbox.py runs the program): the expected outputs stay in this process; the
@@ -229,11 +231,41 @@ def _case_ok(mode, out: bytes, expected, rtol, atol) -> bool:
         value = json.loads(got)
     except (ValueError, RecursionError):  # RecursionError: hostile nesting depth
         return False
+    if isinstance(expected, dict) and len(expected) == 1 and set(expected) <= _UNORDERED:
+        return _unordered_match(value, expected, rtol, atol)
     if values_match(value, expected, rtol, atol):
         return True
     # APPS stores some call outputs wrapped in a one-element list.
     return isinstance(expected, list) and len(expected) == 1 and values_match(value, expected[0],
                                                                               rtol, atol)
+
+
+_UNORDERED = {"__set__", "__sorted__"}
+
+
+def _unordered_match(value, expected: dict, rtol, atol) -> bool:
+    """{"__set__": [...]}: the result's elements as a set (MBPP's `set(f(x)) == set(y)`);
+    {"__sorted__": [...]}: as a multiset (`sorted(f(x)) == sorted(y)`)."""
+    if not isinstance(value, list):
+        return False
+    (kind, want), = expected.items()
+    if not isinstance(want, list):
+        return False
+    got = value
+    if kind == "__set__":
+        got = [g for k, g in enumerate(value) if not any(values_match(g, h, rtol, atol)
+                                                          for h in value[:k])]
+        want = [w for k, w in enumerate(want) if not any(values_match(w, h, rtol, atol)
+                                                          for h in want[:k])]
+    if len(got) != len(want):
+        return False
+    unused = list(want)
+    for g in got:
+        k = next((k for k, w in enumerate(unused) if values_match(g, w, rtol, atol)), None)
+        if k is None:
+            return False
+        del unused[k]
+    return True
 
 
 def _lines(text: str) -> list[str]:

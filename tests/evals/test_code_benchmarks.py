@@ -126,9 +126,13 @@ def test_humaneval_and_mbpp_score_through_the_sandbox():
     sol = ("def remove_Occ(s, ch):\n    i = s.find(ch)\n    s = s[:i] + s[i + 1:] if i >= 0 else s\n"
            "    j = s.rfind(ch)\n    return s[:j] + s[j + 1:] if j >= 0 else s")
     assert verify("code", block(sol), remove.reference).correct
-    # tuple arguments reach the function as tuples: `a + b` on two tuples works
-    tuples = "def similar_elements(a, b):\n    return tuple(x for x in a + b if x in a and x in b)[:1]"
+    # tuple arguments reach the function as tuples (`a + b` on two tuples works), and
+    # `set(f(x)) == set(y)` compares elements only
+    tuples = ("def similar_elements(a, b):\n"
+              "    return tuple(sorted(set(x for x in a + b if x in a and x in b)))")
     assert verify("code", block(tuples), shared.reference).correct
+    first_only = "def similar_elements(a, b):\n    return tuple(sorted(set(a) & set(b)))[:1]"
+    assert verify("code", block(first_only), shared.reference).score == 0.5
 
 
 def test_mbpp_prompt_and_schema():
@@ -139,7 +143,9 @@ def test_mbpp_prompt_and_schema():
         "markdown code block:\n```\n\"\"\"\nWrite a python function to remove first and last "
         "occurrence of a given character from the string.\nassert remove_Occ(\"hello\",\"l\") == "
         "\"heo\"\n\"\"\"\n```\n")
-    assert bench.problems[1].meta["skipped_asserts"] == 1  # `set(f(...)) == set(...)`
+    shared = json.loads(bench.problems[1].reference)
+    assert shared["outputs"] == [{"__set__": [4, 5]}, [2]]  # `set(f(...)) == set((4, 5))`
+    assert bench.problems[1].meta["skipped_asserts"] == 0
 
 
 def test_bad_rows_are_value_errors(tmp_path):

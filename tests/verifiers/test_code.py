@@ -363,3 +363,13 @@ def test_bad_case_lists_are_value_errors():
         parse_tests([{"input": "1"}])
     with pytest.raises(ValueError):
         parse_tests({"tests": []})
+
+
+def test_unordered_call_results():
+    from verifiers.code import _case_ok
+    out = json.dumps([2, 1, 1]).encode()
+    assert _case_ok("call", out, {"__set__": [1, 2]}, 1e-6, 1e-9)
+    assert not _case_ok("call", out, {"__sorted__": [1, 2]}, 1e-6, 1e-9)
+    assert _case_ok("call", out, {"__sorted__": [1, 1, 2]}, 1e-6, 1e-9)
+    assert not _case_ok("call", out, {"__set__": [1, 3]}, 1e-6, 1e-9)
+    assert not _case_ok("call", b'"12"', {"__set__": ["1", "2"]}, 1e-6, 1e-9)  # a string is no set
