@@ -56,8 +56,9 @@ _run_numbers = itertools.count()
 _run_numbers_lock = threading.Lock()
 
 
-class SandboxUnavailable(RuntimeError):
-    """No tier isolates the filesystem here and the caller did not allow running unisolated."""
+class SandboxUnavailable(ValueError):
+    """No tier isolates the filesystem here and the caller did not allow running unisolated (a
+    ValueError, so `distillery verify` reports it as a clear error and exits 2)."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,9 @@ import pytest
 
 from verifiers import sandbox
 
+needs_sandbox = pytest.mark.skipif(not sandbox.isolation().isolates_filesystem,
+                                   reason="no filesystem-isolating sandbox tier here")
+
 from distill import cli
 
 REF = {"inputs": ["1 2\n", "5 5\n"], "outputs": ["3\n", "10\n"]}
@@ -35,6 +38,7 @@ def run(*argv) -> int:
     return cli.main(["verify", *argv, "--workers", "2", "--no-progress"])
 
 
+@needs_sandbox
 def test_jsonl_round_trip_with_verdicts_and_summary(tmp_path, capsys):
     src, out = write_jsonl(tmp_path / "in.jsonl", ROWS), tmp_path / "sub" / "out.jsonl"
     assert run("--in", str(src), "--out", str(out), "--kind", "code") == 0
@@ -52,6 +56,7 @@ def test_jsonl_round_trip_with_verdicts_and_summary(tmp_path, capsys):
     assert [p.name for p in out.parent.iterdir()] == ["out.jsonl"]  # no temp file left behind
 
 
+@needs_sandbox
 def test_parquet_in_and_out_with_custom_fields(tmp_path):
     rows = [{"text": r["completion"], "tests": json.dumps(REF)} for r in ROWS]
     src, out = tmp_path / "in.parquet", tmp_path / "out.parquet"

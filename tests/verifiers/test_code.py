@@ -18,6 +18,9 @@ import pytest
 from verifiers import sandbox, verify
 from verifiers.code import extract_code, outputs_match, parse_tests, values_match
 
+needs_sandbox = pytest.mark.skipif(
+    not sandbox.isolation().isolates_filesystem,
+    reason=f"no filesystem-isolating sandbox tier here ({sandbox.isolation().reason})")
 ADD = {"inputs": ["1 2\n", "3 4\n", "10 -5\n"], "outputs": ["3\n", "7\n", "5\n"]}
 SLACK = 0.5  # hostile programs must finish within their deadline plus this
 
@@ -71,6 +74,7 @@ def test_extract_code(text, expected):
     assert extract_code(text) == expected
 
 
+@needs_sandbox
 def test_only_text_after_think_counts_and_unclosed_think_fails():
     inside = "<think>```python\nprint(3)\n```</think>no code here"
     assert why(verify("code", inside, ADD)) == "no code block"
@@ -119,6 +123,7 @@ def test_tolerances_are_options():
 # --- running programs ----------------------------------------------------------------------------
 
 
+@needs_sandbox
 def test_stdio_correct_wrong_and_partial():
     good = verify("code", block("a, b = map(int, input().split())\nprint(a + b)"), ADD)
     assert (good.correct, good.score, why(good)) == (True, 1.0, "ok")
@@ -130,6 +135,7 @@ def test_stdio_correct_wrong_and_partial():
     assert why(partial) == "2/3 tests passed" and partial.score == pytest.approx(2 / 3)
 
 
+@needs_sandbox
 def test_stdio_reads_fd0_buffer_and_threads():
     fast_io = ("import sys\na, b = map(int, open(0).read().split())\n"
                "sys.stdout.buffer.write(b'%d\\n' % (a + b))")
@@ -140,12 +146,14 @@ def test_stdio_reads_fd0_buffer_and_threads():
     assert verify("code", block(threaded), ADD).correct
 
 
+@needs_sandbox
 def test_exit_codes():
     assert verify("code", block("a, b = map(int, input().split())\nprint(a + b)\nexit(0)"), ADD).correct
     bad = verify("code", block("a, b = map(int, input().split())\nprint(a + b)\nexit(1)"), ADD)
     assert not bad.correct and why(bad) == "runtime error: exit code 1"
 
 
+@needs_sandbox
 def test_function_call_cases():
     ref = {"fn_name": "add", "inputs": [[1, 2], [0.1, 0.2], [[1], [2]]], "outputs": [3, 0.3, [1, 2]]}
     assert verify("code", block("def add(a, b):\n    return a + b"), ref).correct
@@ -163,6 +171,7 @@ def test_function_call_cases():
     assert verify("code", block("def f(x):\n    return x * x"), apps).correct
 
 
+@needs_sandbox
 def test_float_tolerance_through_the_sandbox():
     ref = {"inputs": [""], "outputs": ["0.333333"]}
     prog = block("print(1 / 3)")
@@ -170,11 +179,13 @@ def test_float_tolerance_through_the_sandbox():
     assert not verify("code", prog, ref, rtol=1e-9, atol=0.0).correct
 
 
+@needs_sandbox
 def test_line_count_mismatch_fails():
     ref = {"inputs": [""], "outputs": ["1\n2\n"]}
     assert why(verify("code", block("print(1)"), ref)) == "0/1 tests passed"
 
 
+@needs_sandbox
 def test_error_reasons():
     assert why(verify("code", block("def f(:\n    pass"), ADD)) == "syntax error"
     assert why(verify("code", block("1 / 0"), ADD)) == "runtime error: ZeroDivisionError: division by zero"
@@ -187,6 +198,7 @@ def test_error_reasons():
 ONE = {"inputs": [""], "outputs": ["blocked"]}
 
 
+@needs_sandbox
 def test_network_is_blocked():
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -205,6 +217,7 @@ def test_network_is_blocked():
     assert sandbox.isolation().network == "empty netns"
 
 
+@needs_sandbox
 def test_cannot_write_outside_the_temp_dir(tmp_path):
     targets = [f"/tmp/escape_{uuid.uuid4().hex}", str(tmp_path / "escape"),
                os.path.join(os.getcwd(), f"escape_{uuid.uuid4().hex}")]
@@ -215,6 +228,7 @@ def test_cannot_write_outside_the_temp_dir(tmp_path):
         assert not os.path.exists(t), t
 
 
+@needs_sandbox
 def test_cannot_read_parent_environment(monkeypatch):
     secret = uuid.uuid4().hex
     monkeypatch.setenv("DISTILLERY_TEST_SECRET", secret)
@@ -226,6 +240,7 @@ def test_cannot_read_parent_environment(monkeypatch):
     assert verify("code", block(prog), ONE).correct
 
 
+@needs_sandbox
 def test_fork_bomb_is_bounded():
     prog = ("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass")
     verdict, elapsed = timed(block(prog), ONE, test_timeout_s=1.0, deadline_s=2.0)
@@ -234,6 +249,7 @@ def test_fork_bomb_is_bounded():
     assert uid_processes(sandbox._UID_BASE) == []  # nothing of the run lives on
 
 
+@needs_sandbox
 def test_infinite_loops_hit_the_deadline():
     verdict, elapsed = timed(block("while True:\n    pass"), ADD, test_timeout_s=0.5, deadline_s=1.0)
     assert why(verdict) == "timeout" and elapsed < 1.0 + SLACK
@@ -244,11 +260,13 @@ def test_infinite_loops_hit_the_deadline():
     assert why(verdict) == "timeout" and elapsed < 1.0 + SLACK
 
 
+@needs_sandbox
 def test_unbounded_printing_is_cut():
     verdict, elapsed = timed(block("while True:\n    print('x' * 10000)"), ADD, deadline_s=3.0)
     assert why(verdict) == "output limit" and elapsed < 3.0 + SLACK
 
 
+@needs_sandbox
 def test_killing_the_parent_fails_harmlessly():
     prog = ("import os, signal\nfor pid in (os.getppid(), -1, 0):\n    try:\n"
             "        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass\n"
@@ -258,6 +276,7 @@ def test_killing_the_parent_fails_harmlessly():
     assert verify("code", block("print('blocked')"), ONE).correct  # and we are still here
 
 
+@needs_sandbox
 def test_exit_before_the_tests_fails():
     call = {"fn_name": "f", "inputs": [[1]], "outputs": [1]}
     early = verify("code", block("import sys\nsys.exit(0)\ndef f(x):\n    return x"), call)
@@ -272,6 +291,7 @@ def test_exit_before_the_tests_fails():
     assert not stdio.correct and stdio.score == 0.5
 
 
+@needs_sandbox
 def test_forged_results_do_not_pass():
     prog = ("import os, sys, json\nfd = int(sys.argv[1])\n"
             "for i in range(3):\n"
@@ -282,6 +302,7 @@ def test_forged_results_do_not_pass():
     assert not verdict.correct and verdict.score == 0.0
 
 
+@needs_sandbox
 def test_concurrent_runs_do_not_interfere():
     results = []
     prog = block("a, b = map(int, input().split())\nprint(a + b)")
@@ -333,6 +354,7 @@ SQUARE = "n = int(input())\nprint(n * n)   \n\n"  # trailing spaces and a blank 
      "generated_tests": {"input": [], "output": []}},
     json.dumps({"inputs": ["3\n", "4\n"], "outputs": ["9", "16"]}),           # APPS input_output
 ])
+@needs_sandbox
 def test_stdin_stdout_schemas(reference):
     verdict = verify("code", block(SQUARE), reference)
     assert verdict.correct and why(verdict) == "ok", verdict
@@ -340,12 +362,14 @@ def test_stdin_stdout_schemas(reference):
     assert wrong.score == 0.0
 
 
+@needs_sandbox
 def test_contest_splits_all_run():
     ref = {"public_tests": {"input": ["3\n"], "output": ["9\n"]},
            "private_tests": {"input": ["4\n"], "output": ["17\n"]}}  # a private test it fails
     assert verify("code", block(SQUARE), ref).score == 0.5
 
 
+@needs_sandbox
 def test_function_call_schemas():
     lcb = {"func_name": "maxSum", "tests": [
         {"input": "[1, 2, 3]\n2", "output": "5", "testtype": "functional"},

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from verifiers import VerifierPool, api
+from verifiers import VerifierPool, api, sandbox
 from verifiers.api import Verdict
 from verifiers.pool import sandbox_deadline_cap
 
@@ -109,6 +109,8 @@ def test_workers_stay_warm_across_maps(pool):
     assert first == second and len(first) <= 2
 
 
+@pytest.mark.skipif(not sandbox.isolation().isolates_filesystem,
+                    reason="no filesystem-isolating sandbox tier here")
 def test_code_sandbox_gives_up_before_the_pool_deadline(pool):
     """A code sample's sandbox deadline sits below the pool's, so the sandbox reports the timeout
     and the worker survives; a program that kills its parent does not take the pool down."""
