@@ -207,7 +207,7 @@ def _run(payload, tier, deadline_s, limits, stop) -> SandboxRun:
     if pivot:
         preexec = sandbox_root.pivot_preexec(limits.tmpfs_mb)
     else:
-        preexec = _unisolated_preexec()
+        preexec = sandbox_root.after_identity
         if switch_uid:
             os.chmod(workdir, 0o777)
     flags = ",".join(["pidns"] if pivot else ["guard"])
@@ -224,7 +224,7 @@ def _run(payload, tier, deadline_s, limits, stop) -> SandboxRun:
             proc = subprocess.Popen(argv, stdin=stdin_file,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                     pass_fds=(write_fd,), env=env, cwd="/" if pivot else workdir,
-                                    start_new_session=True, preexec_fn=preexec(switch_uid))
+                                    start_new_session=True, preexec_fn=preexec)
         os.close(write_fd)
         write_fd = -1
         result = SandboxRun(tier)
@@ -329,16 +329,6 @@ def _reap(proc, run_uid: int, pivot: bool) -> None:
         pass
     if run_uid >= 0 and not pivot:  # leftovers that left the group with setsid()
         sandbox_root.kill_uid(run_uid)
-
-
-def _unisolated_preexec():
-    def make(switch_uid):
-        def preexec():
-            sandbox_root.after_identity()
-        return preexec
-    return make
-
-
 
 
 def _run_uid() -> int:

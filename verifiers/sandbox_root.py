@@ -1,6 +1,6 @@
 """The sandbox's filesystem view and namespaces: what runs between fork and exec of the runner.
 
-    pivot_preexec(tmpfs_mb)(switch_uid) -> preexec_fn for subprocess.Popen
+    pivot_preexec(tmpfs_mb) -> preexec_fn for subprocess.Popen
 
 The new root is a tmpfs holding only read-only bind mounts of what `python -I -S` needs (see
 `root_plan`), a fresh /proc and a private /tmp; pivot_root moves into it and detaches the old root,
@@ -157,7 +157,7 @@ def _write(path: str, text: str) -> None:
 
 
 def pivot_preexec(tmpfs_mb: int):
-    """preexec_fn factory for the "pivot_root" tier (the plan is computed here, before the fork)."""
+    """The preexec_fn of the "pivot_root" tier (the plan is computed here, before the fork)."""
     plan = root_plan()
     syscall = _SYS_PIVOT_ROOT.get(platform.machine())
     if syscall is None:
@@ -165,26 +165,23 @@ def pivot_preexec(tmpfs_mb: int):
     as_user = os.geteuid() != 0
     flags = _CLONE_NEWNS | _CLONE_NEWNET | _CLONE_NEWPID | _CLONE_NEWIPC | _CLONE_NEWUTS
 
-    def make(switch_uid):
-        def preexec():
-            uid, gid = os.getuid(), os.getgid()
-            after_identity()  # the relay dies with the judge's thread
-            _check(_libc.unshare(flags | (_CLONE_NEWUSER if as_user else 0)), "unshare")
-            if as_user:  # map ourselves to ourselves: the runner keeps no capabilities after exec
-                _write("/proc/self/setgroups", "deny")
-                _write("/proc/self/uid_map", f"{uid} {uid} 1")
-                _write("/proc/self/gid_map", f"{gid} {gid} 1")
-            # The new PID namespace applies to our children: fork, the child is its PID 1.
-            child = os.fork()
-            if child:
-                _relay(child)  # never returns
-            _build_root(plan, tmpfs_mb)
-            _pivot(plan["staging"], syscall)
-            after_identity()  # PID 1 dies with the relay
+    def preexec():
+        uid, gid = os.getuid(), os.getgid()
+        after_identity()  # the relay dies with the judge's thread
+        _check(_libc.unshare(flags | (_CLONE_NEWUSER if as_user else 0)), "unshare")
+        if as_user:  # map ourselves to ourselves: the runner keeps no capabilities after exec
+            _write("/proc/self/setgroups", "deny")
+            _write("/proc/self/uid_map", f"{uid} {uid} 1")
+            _write("/proc/self/gid_map", f"{gid} {gid} 1")
+        # The new PID namespace applies to our children: fork, the child is its PID 1.
+        child = os.fork()
+        if child:
+            _relay(child)  # never returns
+        _build_root(plan, tmpfs_mb)
+        _pivot(plan["staging"], syscall)
+        after_identity()  # PID 1 dies with the relay
 
-        return preexec
-
-    return make
+    return preexec
 
 
 def _relay(child: int) -> None:
