@@ -32,6 +32,11 @@ Private LiveCodeBench tests are decoded without a general `pickle.loads`: the un
 every global (no class, no function can be named, so nothing can run) and must yield a str, and
 zlib output is capped at MAX_TESTS_BYTES (verification-and-eval.md §6.6).
 
+Each reference carries the harness's program header as "prelude" (verifiers/code.py runs it before
+the program): LiveCodeBench's star imports and recursion limit (lcb_runner testing_util.py), the
+import lines of a HumanEval prompt (the official harness runs prompt + completion). LiveCodeBench's
+system message is LCB_SYSTEM; set the eval config's system_prompt to it to match lcb_runner.
+
 Default k (samples per problem): lcb 10 (lcb_runner's n), humaneval 1 and mbpp 1 (EvalPlus greedy).
 """
 
@@ -61,6 +66,17 @@ LCB_WITHOUT_STARTER = ("Read the inputs from stdin solve the problem and write t
                        "(do not directly test on the sample inputs). Enclose your code within "
                        "delimiters as follows. Ensure that when the python program runs, it reads "
                        "the inputs, runs the algorithm and writes output to STDOUT.")
+# lcb_runner/evaluation/testing_util.py prepends this header to every program it runs (LeetCode
+# code uses List, defaultdict, ... without importing them).
+LCB_PRELUDE = "\n".join(
+    [f"from {m} import *" for m in ("string", "re", "datetime", "collections", "heapq", "bisect",
+                                    "copy", "math", "random", "statistics", "itertools",
+                                    "functools", "operator", "io", "sys", "json", "builtins",
+                                    "typing")]
+    + [f"import {m}" for m in ("string", "re", "datetime", "collections", "heapq", "bisect",
+                               "copy", "math", "random", "statistics", "itertools", "functools",
+                               "operator", "io", "sys", "json")]
+    + ["sys.setrecursionlimit(50000)"])
 EVALPLUS_INSTRUCTION = ("Please provide a self-contained Python script that solves the following "
                         "problem in a markdown code block:")
 
@@ -142,7 +158,8 @@ def _lcb(f: dict, where: str) -> Problem:
         except ValueError as e:
             raise ValueError(f"{where}: metadata is not JSON ({e})") from None
     functional = {t.get("testtype") for t in tests} == {"functional"}
-    reference = {"tests": [{"input": t["input"], "output": t["output"]} for t in tests]}
+    reference = {"tests": [{"input": t["input"], "output": t["output"]} for t in tests],
+                 "prelude": LCB_PRELUDE}
     if functional:
         if not metadata.get("func_name"):
             raise ValueError(f"{where}: functional tests but no func_name in metadata")
@@ -215,8 +232,9 @@ def _humaneval(f: dict, where: str) -> Problem:
     entry = str(f["entry_point"])
     cases, skipped = asserts_to_cases(str(f["test"]), {"candidate", entry}, where)
     prompt = f"{EVALPLUS_INSTRUCTION}\n```\n{str(f['prompt']).strip()}\n```\n"
+    imports = [ln for ln in str(f["prompt"]).splitlines() if ln.startswith(("import ", "from "))]
     reference = {"fn_name": entry, "inputs": [_py_args(c[0]) for c in cases],
-                 "outputs": [c[1] for c in cases]}
+                 "outputs": [c[1] for c in cases], "prelude": "\n".join(imports)}
     return Problem("", prompt, json.dumps(reference), "code", None,
                    {"entry_point": entry, "skipped_asserts": skipped, "num_tests": len(cases)})
 

@@ -16,7 +16,9 @@ Reference (a dict/list or its JSON text), in the common public schemas:
     newline-separated JSON arguments; an output is the value or its JSON text, or
     {"__set__": [...]} / {"__sorted__": [...]} when only the elements count (MBPP's
     `set(f(x)) == set(y)`, `sorted(f(x)) == sorted(y)`). The function may be top level or a `Solution` method.
-A malformed reference raises ValueError (a dataset bug, not a model error).
+A dict reference may carry "prelude": code run before the program in the same process (the
+harness's own header: LiveCodeBench's star imports, HumanEval's prompt imports). A malformed
+reference raises ValueError (a dataset bug, not a model error).
 
 Judging (verifiers/sandbox.py runs the program): the expected outputs stay in this process; the
 sandbox gets the program and the inputs only, runs every test in a fresh process whose stdin (or
@@ -64,7 +66,10 @@ def verify_code(completion: str, reference, *, test_timeout_s: float = 6.0,
     code = extract_code(answer)
     if code is None:
         return Verdict.fail("no code block")
+    reference = _decode(reference)
     mode, fn_name, inputs, outputs = parse_tests(reference)
+    prelude = reference.get("prelude") if isinstance(reference, dict) else None
+    program = code if not prelude else str(prelude).rstrip("\n") + "\n" + code
     biggest_mb = (max((len(s) for s in inputs if isinstance(s, str)), default=0) >> 20) + 1
     limits = sandbox.Limits(memory_mb=memory_mb,
                             file_mb=max(4, (max_output_bytes >> 20) + 1, biggest_mb),
@@ -74,7 +79,7 @@ def verify_code(completion: str, reference, *, test_timeout_s: float = 6.0,
         return fail_fast and not (test.status == "ok" and _case_ok(mode, test.out, outputs[i],
                                                                    rtol, atol))
 
-    run = sandbox.run_tests(code, mode, fn_name, inputs, timeout_s=test_timeout_s,
+    run = sandbox.run_tests(program, mode, fn_name, inputs, timeout_s=test_timeout_s,
                             deadline_s=deadline_s, limits=limits,
                             max_output_bytes=max_output_bytes,
                             allow_unisolated=allow_unisolated_sandbox, stop=stop)
@@ -110,11 +115,7 @@ def extract_code(text: str) -> str | None:
 def parse_tests(reference) -> tuple[str, str | None, list, list]:
     """(mode, fn_name, inputs, outputs) from a reference in any of the public schemas (module
     docstring), or its JSON text; mode is "stdio" or "call"."""
-    if isinstance(reference, (str, bytes)):
-        try:
-            reference = json.loads(reference)
-        except ValueError as e:
-            raise ValueError(f"code reference is not valid JSON: {e}") from None
+    reference = _decode(reference)
     fn_name, inputs, outputs = None, None, None
     if isinstance(reference, list):
         inputs, outputs = _from_cases(reference)
@@ -142,6 +143,15 @@ def parse_tests(reference) -> tuple[str, str | None, list, list]:
     if not fn_name:
         return "stdio", None, [_as_text(s) for s in inputs], [_as_text(s) for s in outputs]
     return "call", str(fn_name), [_as_args(a) for a in inputs], [_as_value(o) for o in outputs]
+
+
+def _decode(reference):
+    if isinstance(reference, (str, bytes)):
+        try:
+            return json.loads(reference)
+        except ValueError as e:
+            raise ValueError(f"code reference is not valid JSON: {e}") from None
+    return reference
 
 
 _CONTEST_SPLITS = ("public_tests", "private_tests", "generated_tests")

@@ -70,10 +70,15 @@ def test_lcb_problems_score_through_the_sandbox():
     assert verify("code", block(good), stdin.reference).correct
     constant = "input()\nprint(6)"  # right on the public test and the first private one only
     assert verify("code", block(constant), stdin.reference).score == pytest.approx(2 / 3)
-    two_sum = ("class Solution:\n    def twoSum(self, nums, target):\n        seen = {}\n"
+    # LeetCode-style code uses List and defaultdict unimported: lcb_runner's header provides them
+    two_sum = ("class Solution:\n    def twoSum(self, nums: List[int], target: int) -> List[int]:\n"
+               "        seen = defaultdict(int)\n"
                "        for i, x in enumerate(nums):\n            if target - x in seen:\n"
                "                return [seen[target - x], i]\n            seen[x] = i")
     assert verify("code", block(two_sum), functional.reference).correct
+    no_header = json.loads(functional.reference)
+    del no_header["prelude"]
+    assert "NameError" in verify("code", block(two_sum), no_header).reason
 
 
 def test_private_tests_decode_without_running_anything(tmp_path):
