@@ -14,6 +14,8 @@ Names and schemas (verification-and-eval.md §2.7); column spellings in brackets
     gpqa       Question, Correct Answer, Incorrect Answer 1..3 (+ Record ID), GPQA's CSV or JSONL
     jsonl      any JSONL/Parquet/HF dir; field_map {question: col, reference: col[, id: col]}
     synthetic:<task>?n=100&split=test&seed=0&difficulty=2   evals/tasks.py; `path` unused
+    lcb, humaneval, mbpp   code benchmarks (LiveCodeBench code_generation_lite, HumanEval, MBPP),
+               scored by the sandboxed code verifier: evals/code_benchmarks.py
 A `field_map` renames the schema fields above to the file's columns for any benchmark.
 
 Files: .jsonl/.ndjson, .json (an array of rows, or JSONL), .parquet, .csv, or a directory saved by
@@ -124,7 +126,7 @@ SCHEMAS: dict[str, _Schema] = {
                      ("question", "reference"), "math", 1, MATH_PROMPT, _custom),
 }
 SYNTHETIC_DEFAULT_K = 1
-KNOWN = (*SCHEMAS, "synthetic:<task>")
+KNOWN = (*SCHEMAS, "lcb", "humaneval", "mbpp", "synthetic:<task>")
 
 
 # ---------------------------------------------------------------- reading files
@@ -226,6 +228,9 @@ def load_benchmark(name: str, path: str | None = None, *, field_map: dict | None
         bench = _synthetic(name, seed)
     elif name in SCHEMAS:
         bench = _load_file(name, path, field_map, seed)
+    elif name in ("lcb", "humaneval", "mbpp"):
+        from evals.code_benchmarks import load_code_benchmark
+        bench = load_code_benchmark(name, path, field_map)
     else:
         raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(KNOWN)}")
     if limit is not None:

@@ -48,6 +48,21 @@ def _kmax(r: dict) -> str:
     return max(r["pass@k"], key=int)
 
 
+def headline_table(results: list[dict]) -> str:
+    """The lines a finished eval prints: pass@1 ± se, pass@k at the largest k and mean completion
+    tokens, one row per model and benchmark, columns aligned for a terminal."""
+    header = ["model", "benchmark", "pass@1 %", "pass@k %", "mean tokens"]
+    rows = []
+    for r in results:
+        k = _kmax(r)
+        tokens = r["completion_tokens"]["mean"] if r["completion_tokens"] else None
+        rows.append([r["model"], r["benchmark"], _pm(r["pass@1"]["mean"], r["pass@1"]["se"]),
+                     f"{pct(r['pass@k'][k])} (k={k})", _num(tokens)])
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip()
+                     for row in [header, *rows]) + "\n"
+
+
 # -- report.md ----------------------------------------------------------------------------------
 
 def _accuracy_section(results: list[dict]) -> list[str]:
@@ -218,12 +233,17 @@ def write_report(document: dict, rows: list[dict], out_dir: Path) -> list[Path]:
 
 # -- several runs -------------------------------------------------------------------------------
 
-def compare(run_dirs: Sequence[str | Path],
-            out_dir: str | Path = "runs/eval-compare") -> tuple[str, Path]:
+def compare(run_dirs: Sequence[str | Path], out_dir: str | Path = "runs/eval-compare",
+            overwrite: bool = False) -> tuple[str, Path]:
     """One table and one plot for several runs' results.json; writes compare.md and compare.png
-    into out_dir and returns (markdown, plot path)."""
+    into out_dir and returns (markdown, plot path). An out_dir that already holds a comparison
+    is an error unless `overwrite` (a finished comparison is never replaced silently)."""
     if not run_dirs:
         raise ValueError("compare: name at least one run directory")
+    existing = [p for p in (Path(out_dir) / "compare.md", Path(out_dir) / "compare.png") if p.exists()]
+    if existing and not overwrite:
+        raise ValueError(f"compare: {existing[0]} exists; pass --force to replace it or "
+                              "--out to write elsewhere")
     entries = []
     for run in map(Path, run_dirs):
         path = run / "results.json" if run.is_dir() else run

@@ -22,6 +22,7 @@ resolved config that is kept next to every output and loads back into the same d
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import os
@@ -56,7 +57,7 @@ def _parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source}: invalid YAML: {e}") from e
 
 
-def _read_mapping(path: Path, section: str | None) -> dict:
+def read_mapping(path: Path, section: str | None = None) -> dict:
     """The file's mapping (or its `section`), with errors that name the file."""
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
@@ -72,27 +73,50 @@ def _read_mapping(path: Path, section: str | None) -> dict:
 
 
 class _Origins:
-    """Names where a key path's value came from: the file (and section), or the `--set` text."""
+    """Names where a key path's value came from: the file (and section), or the `--set` text.
 
-    def __init__(self, source: str, section: str | None):
-        self.source, self.section = source, section
+    `set_prefix` is what the user typed before the key in `--set` (`distillery run` takes
+    `--set pretrain.teacher.train.max_steps=5` and hands the stage `train.max_steps=5`), so the
+    message quotes the `--set` as written.
+    """
+
+    def __init__(self, source: str, section: str | None, set_prefix: str = ""):
+        self.source, self.section, self.set_prefix = source, section, set_prefix
         self.overrides: dict[str, str] = {}
 
     def at(self, keypath: str) -> str:
         """`file: section.key.path`, or `--set key.path=v: key.path` for an overridden value."""
         for key, text in self.overrides.items():
             if keypath == key or keypath.startswith((key + ".", key + "[")):
-                return f"--set {text}: {keypath}"
+                return f"--set {self.set_prefix}{text}: {keypath}"
         shown = ".".join(p for p in (self.section, keypath) if p)
         return f"{self.source}: {shown}" if shown else self.source
+
+    def blamed(self, keypath: str, message: str) -> list[str]:
+        """The `--set` texts that changed a value below `keypath` whose key (relative to it) the
+        error message of that mapping's own check names."""
+        found = []
+        for key, text in self.overrides.items():
+            if keypath and not key.startswith(keypath + "."):
+                continue
+            relative = key[len(keypath) + 1:] if keypath else key
+            if _names_key(message, relative):
+                found.append(f"--set {self.set_prefix}{text}")
+        return found
+
+
+def _names_key(message: str, key: str) -> bool:
+    """Whether an error message mentions the dotted key as a whole word (`seq_len`, not `len`)."""
+    return re.search(rf"(?<![\w.]){re.escape(key)}(?![\w])", message) is not None
 
 
 def _apply_override(data: dict, text: str, cls: type, origins: _Origins) -> None:
     """Set `a.b.c=value` in `data`, after checking the key path against the dataclass fields."""
     key, sep, raw = text.partition("=")
     key = key.strip()
+    shown = f"--set {origins.set_prefix}{text}"
     if not sep or not key:
-        raise ConfigError(f"--set {text}: expected key.path=value")
+        raise ConfigError(f"{shown}: expected key.path=value")
     parts = key.split(".")
     tp: Any = cls
     for i, part in enumerate(parts):
@@ -101,18 +125,18 @@ def _apply_override(data: dict, text: str, cls: type, origins: _Origins) -> None
             break  # a free-form dict or a self-validating class: the rest is checked when built
         if not dataclasses.is_dataclass(tp):
             parent = ".".join(parts[:i])
-            raise ConfigError(f"--set {text}: '{parent}' is a {_type_name(tp)}, it has no keys")
+            raise ConfigError(f"{shown}: '{parent}' is a {_type_name(tp)}, it has no keys")
         names = _field_names(tp)
         if part not in names:
             where = ".".join(parts[: i + 1])
-            raise ConfigError(f"--set {text}: unknown key '{where}'{_suggest(part, names)}")
+            raise ConfigError(f"{shown}: unknown key '{where}'{_suggest(part, names)}")
         tp = typing.get_type_hints(tp)[part]
     node = data
     for part in parts[:-1]:
         if not isinstance(node.get(part), dict):
             node[part] = {}
         node = node[part]
-    node[parts[-1]] = _parse_yaml(raw, f"--set {text}")
+    node[parts[-1]] = _parse_yaml(raw, shown)
     origins.overrides[key] = text
 
 
@@ -157,6 +181,9 @@ def _build_dataclass(cls: type, data: Any, keypath: str, origins: _Origins) -> A
     except ConfigError:
         raise
     except (TypeError, ValueError) as e:  # a missing required field or a __post_init__ check
+        sets = origins.blamed(keypath, str(e))  # the check names a key a --set changed
+        if sets:
+            where = f"{', '.join(sets)}: {keypath or cls.__name__}"
         raise ConfigError(f"{where}: {e}") from e
 
 
@@ -259,12 +286,38 @@ def load_config(
     """Read `path` (or only defaults when None), apply `--set` overrides, build a checked `cls`."""
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"load_config needs a dataclass type, got {cls!r}")
+    data = read_mapping(Path(path), section) if path is not None else {}
+    return config_from_mapping(cls, data, path, overrides, section)
+
+
+def config_from_mapping(cls: type[T], data: dict, path: str | Path | None,
+                        overrides: Sequence[str] = (), section: str | None = None,
+                        set_prefix: str = "") -> T:
+    """`load_config` on a mapping already read from `path` (the recipe runner fills in the wiring
+    between stages first); errors name `path` and `section` as if read from the file.
+    `set_prefix` is the part of each `--set` the caller stripped (see `_Origins`)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: {section}: expected a mapping, got {type(data).__name__}")
     source = str(path) if path is not None else "<defaults>"
-    data = _read_mapping(Path(path), section) if path is not None else {}
-    origins = _Origins(source, section if path is not None else None)
+    origins = _Origins(source, section if path is not None else None, set_prefix)
+    data = copy.deepcopy(data)  # overrides must not write into the caller's mapping
     for text in overrides:
         _apply_override(data, text, cls, origins)
     return _build_dataclass(cls, data, "", origins)
+
+
+def blame_override(message: str, path: str | Path | None, overrides: Sequence[str],
+                   set_prefix: str = "") -> str:
+    """Point a cross-field check's message (`f"{path}: train.seq_len=... exceeds ..."`, written by
+    a config's own `validate(where)`) at the `--set` when an overridden key is named in it."""
+    for text in overrides:
+        key = text.partition("=")[0].strip()
+        if key and _names_key(message, key):
+            shown = f"--set {set_prefix}{text}"
+            prefix = f"{path}: "
+            return shown + ": " + message[len(prefix):] if message.startswith(prefix) else \
+                f"{shown}: {message}"
+    return message
 
 
 def config_to_dict(obj: Any) -> Any:

@@ -33,12 +33,18 @@ Policy options (keyword arguments, all with defaults):
     require_anchor=False True: no box and no answer line means "no answer found" (no last-line guess).
     think_in_prompt=False True: the prompt opened `<think>`, so a completion with no tags is unfinished.
 Degrees: `30^\\circ` equals 30, and equals pi/6 when the other side is a rational multiple of pi.
+Forms sympy would collapse are settled before it: `\\emptyset`, `\\varnothing`, `\\{\\}`, `\\O`,
+`∅` are one empty set (equal to nothing else); `a:b` colon sequences compare part by part when a
+part is zero or a clock time (`12:00` != `1:00`, `3:00` == `03:00`), else as ratios in lowest terms;
+a division by zero, zoo or nan on either side is never a match ("undefined value"). A prediction
+with >= 6 decimals equals an irrational closed form that rounds to it (`1.414214` for `\\sqrt{2}`).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import re
 import signal
 import threading
@@ -52,7 +58,7 @@ from verifiers.answers import (clean_span, extract_span, last_box, math_envs, sp
                                split_think)
 from verifiers.api import Verdict
 from verifiers.numbers import (MAX_SPAN_CHARS, Num, close, magnitude_issue, numbers_equal,
-                               parse_number, several_numbers, structural_key)
+                               parse_number, round_half_up, several_numbers, structural_key)
 
 PERCENT_MODES = ("equal", "strict", "strip")
 UNIT_MODES = ("strip", "match")
@@ -114,7 +120,7 @@ def _verify(completion: str, reference, policy: MathPolicy) -> Verdict:
     span, how = extract_span(answer_text, policy.require_anchor)
     if span is None:
         return Verdict.fail(how)
-    span = clean_span(span)
+    span = _canonical_empty_set(clean_span(span))
     extracted = span[:500]
     if not span:
         return Verdict.fail("empty answer", extracted)
@@ -195,7 +201,7 @@ def gold_span(reference: str) -> str:
 def _parse_gold(reference: str) -> Gold:
     """Golds are canonical: a `.` is a decimal point and a comma separates answers or thousands,
     whatever `decimal_comma` says about predictions."""
-    span = clean_span(gold_span(reference))
+    span = _canonical_empty_set(clean_span(gold_span(reference)))
     if not span:
         return Gold((), "empty reference")
     if len(span) > MAX_SPAN_CHARS:
@@ -207,6 +213,8 @@ def _parse_gold(reference: str) -> Gold:
     for text in texts:
         num = parse_number(text)
         issue = None if num is not None else magnitude_issue(text)
+        if issue is not None and issue.startswith("undefined"):
+            return Gold((), f"{issue}: {text[:80]!r}")
         expr = None
         if num is None and issue is None:
             expr, why = _mv_parse(text, check_full=False)
@@ -234,6 +242,9 @@ def _match_sets(preds: list[str], golds: tuple[GoldAnswer, ...], policy: MathPol
 
 
 def _match(pred: str, gold: GoldAnswer, policy: MathPolicy) -> tuple[bool, str]:
+    special = _special_forms(pred, gold.text)
+    if special is not None:
+        return special
     pnum = parse_number(pred, policy.decimal_comma)
     if pnum is None and several_numbers(pred):
         return False, "several numbers in one answer"
@@ -243,13 +254,21 @@ def _match(pred: str, gold: GoldAnswer, policy: MathPolicy) -> tuple[bool, str]:
         if same is not None:
             return same, "ok" if same else "wrong answer"
     issue = magnitude_issue(pred) if pnum is None else None
+    if issue is not None and issue.startswith("undefined"):
+        return False, issue
     if gold.too_big or issue:
         same = structural_key(pred) == structural_key(gold.text)
         return same, "ok (compared as text: too large to evaluate)" if same else (issue or gold.too_big)
+    gold_expr = gold.expr if gold.expr is not None else _num_to_sympy(gold.num)
+    if _undefined(gold_expr):
+        return False, "undefined reference value"
+    if pnum is not None and _rounds_from(gold_expr, pnum, policy):
+        return True, "ok"
     expr, why = _mv_parse(pred, check_full=True)
     if expr is None:
         return False, why
-    gold_expr = gold.expr if gold.expr is not None else _num_to_sympy(gold.num)
+    if _undefined(expr):  # zoo, nan: `12:00` and `1:00` both parse as 12/0 and 1/0
+        return False, "undefined value"
     expr = _value_of_equation(gold_expr, expr, policy)
     if expr is None:
         return False, "equation where a value was expected"
@@ -257,6 +276,71 @@ def _match(pred: str, gold: GoldAnswer, policy: MathPolicy) -> tuple[bool, str]:
     if same is None:
         same = _mv().verify([gold_expr], [expr], float_rounding=6, timeout_seconds=None)
     return bool(same), "ok" if same else "wrong answer"
+
+
+_EMPTY_SET = re.compile(r"\\(?:emptyset|varnothing|O)(?![A-Za-z])|∅|\\\{\s*\\\}|\\left\\\{\s*\\right\\\}")
+_COLON_SEQ = re.compile(r"\d+(?:\s*:\s*\d+)+")
+_NAN = re.compile(r"(?:\\(?:text|mathrm)\s*\{\s*)?nan\s*\}?", re.I)
+
+
+def _canonical_empty_set(span: str) -> str:
+    """`\\varnothing`, `\\{\\}`, `\\O`, `∅` are all `\\emptyset` (a bare `\\{\\}` would split into
+    no answers at all)."""
+    stripped = span.strip().strip("$").strip()
+    return "\\emptyset" if _EMPTY_SET.fullmatch(stripped) else span
+
+
+def _special_forms(pred: str, gold: str) -> tuple[bool, str] | None:
+    """Forms that sympy collapses: the empty set, `a:b` colon sequences (`12:00` and `1:00` are
+    both 1/0 to Math-Verify), nan. None when neither side is one of them."""
+    p_empty, g_empty = pred.strip() == "\\emptyset", gold.strip() == "\\emptyset"
+    if p_empty or g_empty:
+        return (True, "ok") if p_empty and g_empty else (False, "wrong answer")
+    if _NAN.fullmatch(pred.strip()) or _NAN.fullmatch(gold.strip()):
+        return False, "undefined value"
+    p_seq, g_seq = _colon_parts(pred), _colon_parts(gold)
+    if p_seq is None or g_seq is None:
+        return None
+    return (True, "ok") if _same_colon_seq(p_seq, g_seq) else (False, "wrong answer")
+
+
+def _colon_parts(text: str) -> list[str] | None:
+    t = re.sub(r"\\(?:text|mathrm)\s*\{([^{}]*)\}", r"\1", text).replace("\\,", "").strip()
+    return [x.strip() for x in t.split(":")] if _COLON_SEQ.fullmatch(t) else None
+
+
+def _same_colon_seq(a: list[str], b: list[str]) -> bool:
+    """Clock times (`03:00`) and ratios with a zero part compare part by part, exactly; other
+    ratios compare in lowest terms (`1:2` == `2:4`)."""
+    if len(a) != len(b):
+        return False
+    ia, ib = [int(x) for x in a], [int(x) for x in b]
+    clock = any(len(x) == 2 and x[0] == "0" for x in a[1:] + b[1:])
+    if clock or 0 in ia or 0 in ib:
+        return ia == ib
+    ga, gb = math.gcd(*ia), math.gcd(*ib)
+    return [x // ga for x in ia] == [x // gb for x in ib]
+
+
+def _undefined(expr) -> bool:
+    import sympy
+
+    return isinstance(expr, sympy.Basic) and (expr.has(sympy.zoo) or expr.has(sympy.nan))
+
+
+def _rounds_from(gold_expr, pnum: Num, policy: MathPolicy) -> bool:
+    """A prediction with >= 6 decimal places equals a closed-form number that rounds to it
+    (`1.414214` for `\\sqrt{2}`, `3.141593` for `\\pi`): Math-Verify's float_rounding=6 promise."""
+    import sympy
+
+    if not (policy.gold_precision and pnum.decimals is not None and pnum.decimals >= 6) \
+            or pnum.percent or pnum.pi or not isinstance(gold_expr, sympy.Expr) \
+            or gold_expr.free_symbols or not gold_expr.is_number:
+        return False
+    value = sympy.N(gold_expr, 50)
+    if not (value.is_real and value.is_finite):
+        return False
+    return round_half_up(Fraction(str(value)), pnum.decimals) == pnum.value
 
 
 def _value_of_equation(gold, pred, policy: MathPolicy):

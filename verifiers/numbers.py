@@ -246,6 +246,21 @@ class _TooBig(Exception):
     pass
 
 
+class _Undefined(_TooBig):
+    """A division by zero: the value is undefined, and equal to nothing (sympy's zoo/nan would
+    make `\\frac{1}{0}` equal `\\frac{2}{0}`, and `12:00` equal `1:00`)."""
+
+
+# Sizing and spacing commands that only decorate a bracket or a group: skipped, so that a tower
+# wrapped in `\left( \right)` or a box is read like the bare tower.
+_TRANSPARENT = {"\\left", "\\right", "\\middle", "\\big", "\\Big", "\\bigg", "\\Bigg",
+                "\\bigl", "\\bigr", "\\Bigl", "\\Bigr", "\\biggl", "\\biggr", "\\Biggl",
+                "\\Biggr", "\\displaystyle", "\\textstyle", "\\boxed", "\\fbox",
+                "\\operatorname", "\\mathrm", "\\mathbf", "\\mathit", "\\text", "\\,", "\\;",
+                "\\!", "\\ ", "\\quad"}
+_LOG10_E = math.log10(math.e)
+
+
 def nesting_depth(text: str) -> int:
     depth = deepest = 0
     for ch in text:
@@ -284,7 +299,9 @@ def magnitude_issue(text: str) -> str | None:
     if re.search(r"\d{%d}" % (MAX_DIGITS + 1), text):
         return "number too large to evaluate"
     try:
-        _Magnitude(_TOKEN.findall(text)).run()
+        _Magnitude([t for t in _TOKEN.findall(text) if t not in _TRANSPARENT]).run()
+    except _Undefined as e:
+        return f"undefined value ({e})"
     except _TooBig as e:
         return f"number too large to evaluate ({e})"
     except RecursionError:
@@ -329,6 +346,8 @@ class _Magnitude:
             if self.i == before:
                 self.i += 1  # a token no rule consumes: skip it
                 continue
+            if divide and rhs == -math.inf:
+                raise _Undefined("division by zero")
             if value is not None and rhs is not None:
                 value = value - rhs if divide else value + rhs
                 if abs(value) > MAX_DIGITS and value != -math.inf:
@@ -370,6 +389,31 @@ class _Magnitude:
             raise _TooBig(f"~1e{result:.0f}")
         return result
 
+    @staticmethod
+    def _exp(arg: float | None) -> float | None:
+        """log10 of exp(x) for |x| = 10**arg: x * log10(e)."""
+        if arg is None:
+            return None
+        if arg == -math.inf:
+            return 0.0
+        if arg > math.log10(MAX_DIGITS / _LOG10_E):
+            raise _TooBig(f"exp of ~1e{arg:.1f}")
+        return 10.0 ** arg * _LOG10_E
+
+    @staticmethod
+    def _binom(n: float | None, k: float | None) -> float | None:
+        """An upper bound on log10 C(n, k): min(k, n - k) * log10(n)."""
+        if n is None or n == -math.inf:
+            return None
+        if n > 15:
+            raise _TooBig(f"binomial of ~1e{n:.0f}")
+        n_lin = 10.0 ** n
+        k_lin = n_lin if k is None else (0.0 if k == -math.inf else 10.0 ** k)
+        bound = min(k_lin, max(n_lin - k_lin, 0.0)) * math.log10(max(n_lin, 1.0))
+        if bound > MAX_DIGITS:
+            raise _TooBig(f"binomial of ~1e{n:.0f}")
+        return None if k is None else bound
+
     def _factorial(self, value: float | None) -> float | None:
         if value is None:
             return None
@@ -398,7 +442,15 @@ class _Magnitude:
             return value
         if tok in ("\\frac", "\\dfrac", "\\tfrac", "\\cfrac"):
             num, den = self.primary(None), self.primary(None)
+            if den == -math.inf:
+                raise _Undefined("division by zero")
             return None if num is None or den is None else num - den
+        if tok == "e":  # Euler's number (a variable named e is only over-estimated)
+            return _LOG10_E
+        if tok in ("\\exp", "\\sinh", "\\cosh"):
+            return self._exp(self.primary(None))
+        if tok in ("\\binom", "\\dbinom", "\\tbinom"):
+            return self._binom(self.primary(None), self.primary(None))
         if tok == "\\sqrt":
             if self.peek() == "[":
                 self.primary(None)

@@ -13,6 +13,8 @@ regex inside a worker are never used in the caller's process (docs/verification-
 6.2). Per-sample IPC (one pickle each way) is ~0.1 ms, small next to a verification, so there is
 no chunking: chunks would blur the per-sample deadline.
 
+`map("code", ...)` raises sandbox.SandboxUnavailable before any work where no sandbox tier
+isolates the filesystem (unless allow_unisolated_sandbox=True is among the options).
 Inputs that cannot be pickled get "unpicklable input"; an exception inside a verifier becomes
 "verifier error: ..." and MemoryError "memory limit" (workers cap their address space at
 `memory_mb`). Sandboxed code runs inside a worker get a deadline below the pool's
@@ -40,7 +42,7 @@ from verifiers.api import Verdict
 # imported lazily by verifiers.math_verifier, and a respawned worker importing it under a
 # sample's deadline could time that sample out.
 _PRELOAD = ["verifiers.api", "verifiers.sandbox", "verifiers.code", "verifiers.math_verifier",
-            "verifiers.choice", "verifiers.format", "math_verify"]
+            "verifiers.choice", "verifiers.format", "math_verify", "verifiers.sandbox_warm"]
 
 
 def sandbox_deadline_cap(timeout_s: float) -> float:
@@ -84,6 +86,9 @@ class VerifierPool:
         completions, references = list(completions), list(references)
         if len(completions) != len(references):
             raise ValueError(f"{len(completions)} completions but {len(references)} references")
+        if kind == "code":  # refuse up front, not as one "verifier error" verdict per sample
+            from verifiers import sandbox
+            sandbox.require_isolation(bool(options.get("allow_unisolated_sandbox", False)))
         spec = tuple(api.KINDS[kind])  # passed on, so kinds registered at run time work too
         if not _importable(spec[0]):
             raise ValueError(f"verifier kind {kind!r}: module {spec[0]} is not installed")

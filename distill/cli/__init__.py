@@ -28,6 +28,8 @@ COMMAND_MODULES = [
     "distill.cli.data",
     "distill.cli.generate",
     "distill.cli.serve",
+    "distill.cli.filter",
+    "distill.cli.run",
 ]
 
 
@@ -38,17 +40,32 @@ def add_group(subparsers: argparse._SubParsersAction, name: str, help: str) -> a
     return parser.add_subparsers(metavar="SUBCOMMAND", title="subcommands")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    """`--config RECIPE.yaml` and repeatable `--set key.path=value`, for `recipes.config.load_config`."""
-    parser.add_argument("--config", required=required, metavar="YAML", help="recipe or config file")
+def add_config_arguments(parser: argparse.ArgumentParser, required: bool = False,
+                         section: str | None = None, example: str | None = None,
+                         config: str | None = None) -> None:
+    """`--config RECIPE.yaml` and repeatable `--set key.path=value`, for `recipes.config.load_config`.
+
+    section: the recipe section the command reads; `--set` keys are relative to it.
+    example: a `--set` valid for this command, shown in its help.
+    config: import path of the command's config dataclass ("pkg.module:Class"); its keys and
+        defaults are listed at the end of `--help` (see distill/cli/confighelp.py).
+    """
+    where = f"the recipe's `{section}:` section" if section else "the config file"
+    parser.add_argument("--config", required=required, metavar="YAML",
+                        help=f"recipe or config file; this command reads {where}")
+    relative = f"KEY is relative to the `{section}:` section" if section else "KEY is a config key"
+    shown = f", e.g. --set {example}" if example else ""
     parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override one config value, e.g. --set model.hidden_size=128 (repeatable)",
+        help=f"override one config value ({relative}; VALUE is read as YAML){shown} (repeatable)",
     )
+    if config is not None:
+        from distill.cli.confighelp import add_config_help
+        add_config_help(parser, config, section)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -82,7 +99,22 @@ def build_parser() -> argparse.ArgumentParser:
         module.register(subparsers)
     if unavailable:
         parser.epilog = "unavailable command modules: " + "; ".join(unavailable)
+    _show_defaults(parser)
     return parser
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Append "(default: X)" to every option's help that has a real default and does not say it
+    already, in every subcommand (flags off by default and empty lists are left alone)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                _show_defaults(sub)
+        elif action.option_strings and action.help is not argparse.SUPPRESS and not (
+                action.default is None or action.default is False or action.default == []
+                or action.default is argparse.SUPPRESS or "default" in (action.help or "")):
+            action.help = f"{action.help} (default: %(default)s)" if action.help else \
+                "default: %(default)s"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,9 @@ from distill.cli import add_config_arguments, add_group
 from model import ModelConfig
 
 
+RANDOM_MARKER = "init_config.yaml"  # written by `model init` only: pretraining saves a fresh directory
+
+
 @dataclass
 class ModelInitConfig:
     """What `distillery model init` reads: the architecture plus how to initialise it.
@@ -29,7 +32,8 @@ class ModelInitConfig:
 def register(subparsers) -> None:
     group = add_group(subparsers, "model", "build, inspect and sample from DeepSeek-V3-style checkpoints")
     init = group.add_parser("init", help="randomly initialise a model from a size config")
-    add_config_arguments(init, required=True)
+    add_config_arguments(init, required=True, example="model.hidden_size=128",
+                         config="distill.cli.model:ModelInitConfig")
     init.add_argument("--out", required=True, help="output checkpoint directory")
     init.set_defaults(func=_init)
 
@@ -83,7 +87,7 @@ def _init(args) -> int:
     out = Path(args.out)
     model.save_pretrained(out)
     save_tokenizer(tokenizer, out)
-    save_config(cfg, out / "init_config.yaml")
+    save_config(cfg, out / RANDOM_MARKER)
     print(f"wrote {out} ({sum(p.numel() for p in model.parameters()):,} parameters)")
     return 0
 
@@ -127,6 +131,10 @@ def _generate(args) -> int:
 
     model = Transformer.from_pretrained(args.path)
     tokenizer = AutoTokenizer.from_pretrained(args.path)
+    if (Path(args.path) / RANDOM_MARKER).is_file():
+        print(f"note: {args.path} is a randomly initialised model (`distillery model init`), never "
+              "trained: expect random text. A trained one: `distillery run recipes/quickstart.yaml`"
+              " or `distillery pretrain`.")
     if args.chat:
         prompts = [tokenizer.apply_chat_template([{"role": "user", "content": p}],
                                                  add_generation_prompt=True, tokenize=True)

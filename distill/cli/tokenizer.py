@@ -29,7 +29,8 @@ def register(subparsers) -> None:
         description="Train a byte-level BPE tokenizer (digits split, R1 chat template) on the "
                     "corpus named in the recipe's `tokenizer:` section and save it in HF format.",
     )
-    add_config_arguments(parser, required=True)
+    add_config_arguments(parser, required=True, section="tokenizer", example="vocab_size=1024",
+                         config="pretrain.tokenizer:TokenizerConfig")
     parser.set_defaults(func=_tokenizer)
 
 

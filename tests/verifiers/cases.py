@@ -229,6 +229,45 @@ MORE = [
     _m("6", "\\boxed{3!}", True, "ours: small factorials are evaluated"),
     _m("\\{1,2,3\\}", "\\boxed{3,2,1}", True, "ours: set gold, list prediction"),
 ]
+ISSUE9 = "issue 9 held-out class: "
+IRRATIONAL_DECIMALS = [
+    _m("\\sqrt{2}", "\\boxed{1.414214}", True, ISSUE9 + "6+ decimals vs an irrational gold"),
+    _m("\\pi", "\\boxed{3.141593}", True, ISSUE9 + "6+ decimals vs an irrational gold"),
+    _m("e", "\\boxed{2.718282}", True, ISSUE9 + "6+ decimals vs an irrational gold"),
+    _m("\\frac{\\sqrt{3}}{2}", "\\boxed{0.8660254}", True, ISSUE9 + "6+ decimals vs an irrational gold"),
+    _m("2\\pi", "The answer is $6.2831853$.", True, ISSUE9 + "6+ decimals vs an irrational gold"),
+    _m("e^{2}", "\\boxed{7.389056}", True, ISSUE9 + "6+ decimals vs an irrational gold"),
+    _m("\\sqrt{2}", "\\boxed{1.414213}", False, ISSUE9 + "6 decimals that do not round from the gold"),
+    _m("\\pi", "\\boxed{3.14159}", False, ISSUE9 + "fewer than 6 decimals stay approximations"),
+    _m("\\pi", "\\boxed{3.14}", False, ISSUE9 + "fewer than 6 decimals stay approximations"),
+    _m("\\sqrt{2}", "\\boxed{1.4142136}", True, ISSUE9 + "7 decimals, rounded from the gold"),
+]
+COLLAPSES = [
+    _m("1:00", "\\boxed{12:00}", False, ISSUE9 + "clock times collapse to zoo"),
+    _m("12:00", "\\boxed{1:00}", False, ISSUE9 + "clock times collapse to zoo"),
+    _m("0:1", "\\boxed{0:2}", False, ISSUE9 + "ratios with zeros collapse"),
+    _m("3:00", "\\boxed{3:00}", True, ISSUE9 + "the same clock time"),
+    _m("3:00", "\\boxed{03:00}", True, ISSUE9 + "the same clock time, zero-padded"),
+    _m("\\frac{1}{0}", "\\boxed{\\frac{2}{0}}", False, ISSUE9 + "division by zero collapses to zoo"),
+    _m("1/0", "\\boxed{2/0}", False, ISSUE9 + "division by zero collapses to zoo"),
+    _m("\\frac{0}{0}", "\\boxed{\\frac{0}{0}}", False, ISSUE9 + "0/0 is nan, equal to nothing"),
+    _m("5", "\\boxed{\\frac{5}{0}}", False, ISSUE9 + "division by zero"),
+    _m("\\text{nan}", "\\boxed{nan}", False, ISSUE9 + "nan"),
+    _m("\\infty", "\\boxed{\\frac{1}{0}}", False, ISSUE9 + "division by zero is not infinity"),
+    _m("\\infty", "\\boxed{\\infty}", True, ISSUE9 + "infinity still equals itself"),
+]
+EMPTY_SET = [
+    _m("\\emptyset", "\\boxed{\\varnothing}", True, ISSUE9 + "empty-set synonyms"),
+    _m("\\emptyset", "\\boxed{\\{\\}}", True, ISSUE9 + "empty-set synonyms"),
+    _m("\\emptyset", "\\boxed{\\O}", True, ISSUE9 + "empty-set synonyms"),
+    _m("\\emptyset", "\\boxed{∅}", True, ISSUE9 + "empty-set synonyms"),
+    _m("\\varnothing", "\\boxed{\\emptyset}", True, ISSUE9 + "empty-set synonyms"),
+    _m("\\{\\}", "\\boxed{∅}", True, ISSUE9 + "empty-set synonyms"),
+    _m("\\{ \\}", "The answer is $\\varnothing$.", True, ISSUE9 + "empty-set synonyms"),
+    _m("\\emptyset", "\\boxed{\\{0\\}}", False, ISSUE9 + "a non-empty set"),
+    _m("\\emptyset", "\\boxed{0}", False, ISSUE9 + "zero is not the empty set"),
+    _m("0", "\\boxed{\\varnothing}", False, ISSUE9 + "zero is not the empty set"),
+]
 # Cases we still get wrong (the expected verdict is the true one); tests mark them xfail(strict)
 # so that a fix is noticed, and the benchmark counts them.
 KNOWN_GAPS = [
@@ -238,7 +277,8 @@ KNOWN_GAPS = [
     _m("\\frac{1}{2004!}", "\\boxed{1/2004!}", True, "gap: too large to evaluate, and the texts differ"),
 ]
 MATH_CASES = THINK + BOXES + ANCHORS + NUMBERS + SETS_PERCENT_RELATIONS + EXPRESSIONS + \
-    MIXED_AND_PARTIAL + MAGNITUDE + UNITS_HEDGES_PRECISION + MORE + KNOWN_GAPS
+    MIXED_AND_PARTIAL + MAGNITUDE + UNITS_HEDGES_PRECISION + MORE + IRRATIONAL_DECIMALS + \
+    COLLAPSES + EMPTY_SET + KNOWN_GAPS
 
 SIMPLE_EVALS = "§2.5 simple-evals GPQA answer line"
 CHOICE_CASES = [
@@ -306,4 +346,19 @@ HOSTILE = [
     Hostile("many dollars", "$" * 200_000, "1", "ours: math-environment scanning"),
     Hostile("many boxes", "\\boxed{1}, " * 50_000, "1", "§4 several boxed answers"),
     Hostile("huge gold tower", "\\boxed{3}", "3^{3^{3^{3^{3}}}}", "ours: the gold gets the same pre-check"),
+]
+WRAPPED = "issue 9: a tower however wrapped"
+HOSTILE += [
+    Hostile("tower in \\left( \\right)", "\\boxed{9^{\\left(9^{\\left(9^{9}\\right)}\\right)}}", "5", WRAPPED),
+    Hostile("tower in \\bigl( \\bigr)", "\\boxed{9^{\\bigl(9^{\\Bigl(9^{9}\\Bigr)}\\bigr)}}", "5", WRAPPED),
+    Hostile("tower in \\dfrac", "\\boxed{\\dfrac{9^{9^{9^9}}}{2}}", "5", WRAPPED),
+    Hostile("tower in \\tfrac exponent", "\\boxed{9^{\\tfrac{9^{9^9}}{1}}}", "5", WRAPPED),
+    Hostile("tower times \\cdot", "\\boxed{2 \\cdot 9^{9^{9^9}}}", "5", WRAPPED),
+    Hostile("tower in nested boxes", "\\boxed{\\boxed{\\boxed{9^{9^{9^9}}}}}", "5", WRAPPED),
+    Hostile("tower in \\operatorname", "\\boxed{\\operatorname{exp}(9^{9^{9}})}", "5", WRAPPED),
+    Hostile("exp tower", "\\boxed{\\exp(\\exp(\\exp(100)))}", "5", WRAPPED),
+    Hostile("e tower", "\\boxed{e^{e^{e^{100}}}}", "5", WRAPPED),
+    Hostile("huge binomial", "\\boxed{\\binom{10^{9}}{10^{8}}}", "5", WRAPPED),
+    Hostile("tower in \\displaystyle and braces", "\\boxed{\\displaystyle {{9}}^{{{9}}^{{9}^{9}}}}", "5", WRAPPED),
+    Hostile("tower as gold, wrapped", "\\boxed{3}", "\\left(3^{\\left(3^{3^{3^{3}}}\\right)}\\right)", WRAPPED),
 ]

@@ -8,6 +8,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from verifiers import sandbox
+
+needs_sandbox = pytest.mark.skipif(not sandbox.isolation().isolates_filesystem,
+                                   reason="no filesystem-isolating sandbox tier here")
+
 from distill import cli
 
 REF = {"inputs": ["1 2\n", "5 5\n"], "outputs": ["3\n", "10\n"]}
@@ -33,6 +38,7 @@ def run(*argv) -> int:
     return cli.main(["verify", *argv, "--workers", "2", "--no-progress"])
 
 
+@needs_sandbox
 def test_jsonl_round_trip_with_verdicts_and_summary(tmp_path, capsys):
     src, out = write_jsonl(tmp_path / "in.jsonl", ROWS), tmp_path / "sub" / "out.jsonl"
     assert run("--in", str(src), "--out", str(out), "--kind", "code") == 0
@@ -41,8 +47,8 @@ def test_jsonl_round_trip_with_verdicts_and_summary(tmp_path, capsys):
     assert rows[0]["score"] == 0.25  # untouched: the verdict is nested
     assert rows[0]["verdict"] == {"kind": "code", "correct": True, "score": 1.0,
                                   "extracted": "a, b = map(int, input().split())\nprint(a + b)\n",
-                                  "reason": "ok"}
-    assert rows[1]["verdict"]["reason"] == "1/2 tests passed" and rows[1]["verdict"]["score"] == 0.5
+                                  "reason": f"ok [sandbox: {sandbox.isolation().tier}]"}
+    assert rows[1]["verdict"]["reason"].startswith("1/2 tests passed [sandbox: ") and rows[1]["verdict"]["score"] == 0.5
     assert rows[2]["verdict"]["reason"] == "no code block"
     text = capsys.readouterr().out
     assert "verified 3 samples" in text and "samples/s" in text
@@ -50,6 +56,7 @@ def test_jsonl_round_trip_with_verdicts_and_summary(tmp_path, capsys):
     assert [p.name for p in out.parent.iterdir()] == ["out.jsonl"]  # no temp file left behind
 
 
+@needs_sandbox
 def test_parquet_in_and_out_with_custom_fields(tmp_path):
     rows = [{"text": r["completion"], "tests": json.dumps(REF)} for r in ROWS]
     src, out = tmp_path / "in.parquet", tmp_path / "out.parquet"

@@ -193,9 +193,18 @@ def test_percent_policy(pred, gold, percent, expected):
     ("\\dfrac{5^{(5^{(5^{(5^5)})} - 4)} - 5}{16}", True), ("(1000!)^{2}", True),
     ("2^{2005}", False), ("1000!", False), ("e^{-x^2}", False), ("\\frac{1}{2^{99}}", False),
     ("(x+1)^{n}", False), ("10^{-300}", False),
+    # issue 9: wrappers do not hide a tower; exp, e and binomials have sizes too
+    ("9^{\\left(9^{\\left(9^{9}\\right)}\\right)}", True), ("\\exp(\\exp(\\exp(100)))", True),
+    ("e^{e^{e^{100}}}", True), ("\\binom{10^{9}}{10^{8}}", True), ("\\exp(100)", False),
+    ("\\binom{10}{3}", False), ("e^{e^{2}}", False),
 ])
 def test_magnitude_precheck(text, too_big):
     assert (magnitude_issue(text) is not None) is too_big, magnitude_issue(text)
+
+
+@pytest.mark.parametrize("text", ["\\frac{1}{0}", "1/0", "\\dfrac{0}{0}", "\\left(\\frac{2}{0}\\right)"])
+def test_division_by_zero_is_undefined(text):
+    assert magnitude_issue(text).startswith("undefined value"), magnitude_issue(text)
 
 
 def test_structural_key():
