@@ -20,8 +20,8 @@ Public schemas load without a field map (the first row's columns pick one):
                                              test_cases / tests (the verifiers' code reference)
     plain                                    question, reference [answer]
 A field map names the file's columns for our fields: problem (alias question), reference (alias
-answer, tests), id, kind (a column holding math / choice / code). `kind` in the call sets one
-kind for every row.
+answer, tests), id, kind (a column holding math / choice / code); fields it leaves out are
+detected as above. `kind` in the call sets one kind for every row.
 
 Ids: the id column (id, ID, unique_id, problem_id, task_id) when the file has one, else `p-` and
 the first 12 hex digits of the sha256 of the problem text, so ids survive reordering the file.
@@ -90,31 +90,26 @@ def _synthetic(spec: str, seed: int) -> list[Problem]:
 # -- files ---------------------------------------------------------------------------------------
 
 def _columns(first: dict, field_map: dict | None, source: Path) -> dict[str, str | None]:
-    """Our field -> the file's column, from the field map or the detected schema."""
-    if field_map:
-        columns: dict[str, str | None] = {f: None for f in FIELDS}
-        for key, column in field_map.items():
-            ours = ALIASES.get(key, key)
-            if ours not in FIELDS:
-                raise ValueError(f"{source}: field_map key {key!r} is not one of "
-                                 f"{list(FIELDS)} (or the aliases {sorted(ALIASES)})")
-            columns[ours] = column
-        if columns["problem"] is None:
-            raise ValueError(f"{source}: field_map must name the problem column "
-                             "(e.g. {problem: question})")
-        if columns["id"] is None:
-            columns["id"] = next((c for c in ID_COLUMNS if c in first), None)
-        return columns
+    """Our field -> the file's column: the field map's, else the schema's (detected from the
+    first row's columns; a `kind` column is used when present)."""
     has = first.keys()
-    problem = next((c for c in ("problem", "Problem", "question") if c in has), None)
     tests = next((c for c in TEST_COLUMNS if c in has), None)
-    reference = tests or next((c for c in ("answer", "Answer", "reference", "solution")
-                               if c in has), None)
-    if problem is None or reference is None:
+    columns: dict[str, str | None] = {
+        "problem": next((c for c in ("problem", "Problem", "question") if c in has), None),
+        "reference": tests or next((c for c in ("answer", "Answer", "reference", "solution")
+                                    if c in has), None),
+        "id": next((c for c in ID_COLUMNS if c in has), None),
+        "kind": "kind" if "kind" in has else None}
+    for key, column in (field_map or {}).items():
+        ours = ALIASES.get(key, key)
+        if ours not in FIELDS:
+            raise ValueError(f"{source}: field_map key {key!r} is not one of "
+                             f"{list(FIELDS)} (or the aliases {sorted(ALIASES)})")
+        columns[ours] = column
+    if columns["problem"] is None or columns["reference"] is None:
         raise ValueError(f"{source}: cannot tell the schema from the columns {sorted(has)}; give "
                          "a field_map, e.g. {problem: question, reference: answer, id: uid}")
-    return {"problem": problem, "reference": reference, "kind": None,
-            "id": next((c for c in ID_COLUMNS if c in has), None)}
+    return columns
 
 
 def _reference(row: dict, column: str, where: str) -> tuple[str, str]:

@@ -78,6 +78,10 @@ def test_public_schemas_load_without_a_field_map(tmp_path):
     assert (p.id, p.question, p.reference) == ("2024-I-1", "P?", "42")
     (p,) = load_problems(str(code))
     assert (p.id, p.kind, json.loads(p.reference)) == ("7", "code", tests)
+    synth = write_jsonl(tmp_path / "synth.jsonl", [  # `distillery data synth` rows
+        {"id": "s1", "question": "2+2?", "reference": "4", "kind": "math", "text": "..."}])
+    (p,) = load_problems(str(synth), {"problem": "question"})  # the rest is detected
+    assert (p.id, p.question, p.reference, p.kind) == ("s1", "2+2?", "4", "math")
 
 
 def test_parquet_datasets_dir_synthetic_and_benchmark_specs(tmp_path):
