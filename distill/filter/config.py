@@ -59,7 +59,8 @@ class HygieneConfig:
     max_ngram_repetition: share of word `repetition_n`-grams repeating an earlier one
         (`repetition`); max_line_repetition: share of non-empty reasoning lines (of at least
         `min_line_chars`) that repeat an earlier line (`repeated_lines`).
-    think_in_prompt: the chat template opened `<think>` in the prompt (R1-distill templates).
+    think_in_prompt: the chat template opened `<think>` in the prompt (R1-distill templates), for
+        inputs whose rows do not say so themselves (a row's `think_opened`, as generate writes it, wins).
     """
 
     think_format: bool = True

@@ -25,7 +25,7 @@ _PARAGRAPH = re.compile(r"\n[ \t]*\n")  # the blank-line split of verifiers.form
 
 def measure(sample: Sample, cfg: HygieneConfig) -> dict:
     """Every hygiene measure of one sample (JSON-ready)."""
-    fmt = verify_format(sample.completion, think_in_prompt=cfg.think_in_prompt)
+    fmt = verify_format(sample.completion, think_in_prompt=sample.think_opened)
     reasoning = sample.reasoning
     return {
         "format": fmt.reason,

@@ -69,6 +69,7 @@ class Sample:
     style: str
     given_correct: bool | None = None
     teacher: object = None
+    think_opened: bool = False  # the prompt itself opened `<think>` (the completion starts inside it)
 
 
 def input_files(paths: list[str]) -> list[Path]:
@@ -210,7 +211,11 @@ class SampleReader:
         reference = get("reference")
         if reference is None and kind != "format":
             return BadRow(where, "no reference (gold answer or tests; map one with `fields`)")
-        r, a, closed = split_think(completion, self.think_in_prompt)
+        # generate's rows say per row whether the template opened `<think>` in the prompt;
+        # other inputs rely on the recipe-wide `hygiene.think_in_prompt`
+        opened = row.get("think_opened")
+        opened = opened if isinstance(opened, bool) else self.think_in_prompt
+        r, a, closed = split_think(completion, opened)
         problem_id = get("problem_id")
         problem_id = str(problem_id) if problem_id is not None else \
             "p-" + hashlib.sha1(problem.encode("utf-8")).hexdigest()[:12]
@@ -235,7 +240,8 @@ class SampleReader:
             tokens_estimated=estimated, reference=reference, kind=kind,
             source=str(get("source") or Path(where.split(":")[0]).name),
             style=str(get("style") or _style(prompt)), teacher=get("teacher"),
-            given_correct=bool(given) if isinstance(given, (bool, int)) else None)
+            given_correct=bool(given) if isinstance(given, (bool, int)) else None,
+            think_opened=opened)
 
 
 def _style(prompt: list[dict]) -> str:

@@ -123,3 +123,21 @@ def test_style_from_a_system_prompt_or_a_column(tmp_path):
     rows = [reflective, sample("a", 1, "5"), sample("a", 2, "5", style="terse")]
     assert [s.style for s in _read([write_jsonl(tmp_path / "s.jsonl", rows)])] == [
         "reflective", "plain", "terse"]
+
+
+def test_generate_rows_with_think_opened_in_the_prompt(tmp_path):
+    """generate's R1 rows: the template opened `<think>`, so the completion starts inside it;
+    the row's `think_opened` says so and the filter must not reject the format."""
+    from distill.filter.config import HygieneConfig
+    from distill.filter.hygiene import measure
+
+    row = {"id": "p1#0", "problem_id": "p1", "sample_index": 0, "kind": "math", "reference": "4",
+           "prompt": [{"role": "user", "content": "2+2?"}], "think_opened": True,
+           "completion": "2 plus 2 is 4.\n</think>\n\nThe answer is \\boxed{4}.",
+           "finish_reason": "stop", "completion_tokens": 12}
+    (item,) = _read([write_jsonl(tmp_path / "gen.jsonl", [row])])
+    assert item.closed and item.reasoning == "2 plus 2 is 4."
+    assert item.answer_text == "The answer is \\boxed{4}."
+    assert measure(item, HygieneConfig())["format"] == "ok"
+    (plain,) = _read([write_jsonl(tmp_path / "gen2.jsonl", [dict(row, think_opened=False)])])
+    assert measure(plain, HygieneConfig())["format"] != "ok"  # the same text, not opened: malformed
