@@ -230,8 +230,11 @@ class ExpertDispatcher:
         combined = []
         for c, (plan, (token, pending)) in enumerate(zip(plans, dispatched)):
             received = _Finish.apply(token, pending)  # (M, D)
-            ones = received.new_ones(received.shape[0], 1, dtype=torch.float32)
-            y_MD = experts(received, ones, plan.recv_expert[:, None])
+            if received.shape[0]:
+                ones = received.new_ones(received.shape[0], 1, dtype=torch.float32)
+                y_MD = experts(received, ones, plan.recv_expert[:, None])
+            else:  # nothing to compute; keep the (empty) rows in the graph for the backward
+                y_MD = received.clone()
             combined.append(self._launch(y_MD, plan, f"combine{c}", plan.recv_splits,
                                          plan.send_splits, False))
         # 4. bring the outputs home and weight them
