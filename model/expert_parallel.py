@@ -71,18 +71,20 @@ class _Pending:
     def __init__(self, dispatcher: "ExpertDispatcher", name: str, send_splits, recv_splits, fp8):
         self.dispatcher, self.name, self.fp8 = dispatcher, name, fp8
         self.send_splits, self.recv_splits = send_splits, recv_splits
-        self.work = self.buffer = self.event = None
+        self.work = self.buffer = self.payload = self.event = None
         self.dtype = self.dim = None
 
     def start(self, payload: torch.Tensor, send_splits, recv_splits, tag: str) -> None:
         rows = sum(recv_splits)
         self.buffer = payload.new_empty((rows, payload.shape[1]))
+        # Keep the input alive until the wait: on CUDA the collective reads it on its own stream.
+        self.payload = payload.contiguous()
         self.work, self.event = self.dispatcher.all_to_all(
-            self.buffer, payload.contiguous(), recv_splits, send_splits, f"{self.name}/{tag}")
+            self.buffer, self.payload, recv_splits, send_splits, f"{self.name}/{tag}")
 
     def wait(self) -> torch.Tensor:
         self.dispatcher.wait(self.work, self.event)
-        out, self.buffer, self.work = self.buffer, None, None
+        out, self.buffer, self.work, self.payload = self.buffer, None, None, None
         return out
 
 

@@ -84,7 +84,7 @@ def _worker(rank, world, port, cases, out_dir):
             dist.all_reduce(loss)
             grads = {}
             for n, p in model.named_parameters():
-                g = p.grad.clone()
+                g = p.grad.clone() if p.grad is not None else torch.zeros_like(p)  # no rows
                 if is_expert_param(n):  # owner's gradient / world, then all experts in order
                     parts = [torch.empty_like(g) for _ in range(world)]
                     dist.all_gather(parts, g / world)
