@@ -25,7 +25,9 @@ Overlap (`overlap=True`): the layer's tokens are split in two chunks; both dispa
 shared expert runs while they are in flight, then chunk A's experts run while chunk B is still
 arriving, and chunk B's experts run while chunk A's outputs travel home. Collectives are issued in
 the same order on every rank (the chunk count is fixed, chunks may be empty), which is what keeps
-the group in lockstep. `overlap=False` runs one chunk with blocking collectives.
+the group in lockstep. `overlap=False` runs one chunk and waits for every collective (forward
+and backward) right where it is launched. The attention of the other half is not interleaved:
+that needs the decoder-layer loop (DualPipe's granularity), not the MoE layer.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class _Pending:
 
     def __init__(self, dispatcher: "ExpertDispatcher", name: str, send_splits, recv_splits, fp8):
         self.dispatcher, self.name, self.fp8 = dispatcher, name, fp8
+        self.blocking = not dispatcher.overlap  # wait right at the launch, forward and backward
         self.send_splits, self.recv_splits = send_splits, recv_splits
         self.work = self.buffer = self.payload = self.event = None
         self.dtype = self.dim = None
@@ -81,9 +84,13 @@ class _Pending:
         self.payload = payload.contiguous()
         self.work, self.event = self.dispatcher.all_to_all(
             self.buffer, self.payload, recv_splits, send_splits, f"{self.name}/{tag}")
+        if self.blocking:
+            self.dispatcher.wait(self.work, self.event)
+            self.work = None
 
     def wait(self) -> torch.Tensor:
-        self.dispatcher.wait(self.work, self.event)
+        if self.work is not None:
+            self.dispatcher.wait(self.work, self.event)
         out, self.buffer, self.work, self.payload = self.buffer, None, None, None
         return out
 
@@ -208,7 +215,7 @@ class ExpertDispatcher:
                 recv_expert=local_ids.repeat_interleave(recv_RCL[:, c].flatten())))
         return plans
 
-    def _launch(self, x_PD, plan: _Chunk, name: str, send, recv, fp8: bool):
+    def _launch(self, x_PD, name: str, send, recv, fp8: bool):
         pending = _Pending(self, name, send, recv, fp8)
         return _Launch.apply(x_PD, pending), pending
 
@@ -217,14 +224,18 @@ class ExpertDispatcher:
                  experts: nn.Module, shared: nn.Module | None) -> torch.Tensor:
         """Routed experts (sharded) + shared experts for the N local tokens; returns (N, D)."""
         N = x_ND.shape[0]
+        # Under autocast the experts compute in the autocast dtype anyway: send that (half the
+        # bytes of the fp32 residual stream, the same expert inputs and outputs).
+        device = x_ND.device.type
+        wire = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x_ND.dtype
         bounds = [0, (N + 1) // 2, N] if self.overlap else [0, N]
         spans = list(zip(bounds[:-1], bounds[1:]))
         plans = self._plans([idx_NK[a:b] for a, b in spans], [weights_NK[a:b] for a, b in spans])
         # 1. start every chunk's dispatch
         dispatched = []
         for c, ((a, _), plan) in enumerate(zip(spans, plans)):
-            rows = x_ND.index_select(0, plan.token_of + a)  # (P, D) sorted by destination
-            dispatched.append(self._launch(rows, plan, f"dispatch{c}", plan.send_splits,
+            rows = x_ND.index_select(0, plan.token_of + a).to(wire)  # (P, D) by destination
+            dispatched.append(self._launch(rows, f"dispatch{c}", plan.send_splits,
                                            plan.recv_splits, self.fp8_dispatch))
         # 2. the shared expert runs while the dispatches are in flight
         shared_out = shared(x_ND) if shared is not None else None
@@ -237,13 +248,14 @@ class ExpertDispatcher:
                 y_MD = experts(received, ones, plan.recv_expert[:, None])
             else:  # nothing to compute; keep the (empty) rows in the graph for the backward
                 y_MD = received.clone()
-            combined.append(self._launch(y_MD, plan, f"combine{c}", plan.recv_splits,
+            combined.append(self._launch(y_MD, f"combine{c}", plan.recv_splits,
                                          plan.send_splits, False))
         # 4. bring the outputs home and weight them
         out = torch.zeros_like(x_ND)
         for (a, _), plan, (token, pending) in zip(spans, plans, combined):
             y_PD = _Finish.apply(token, pending)
-            out = out.index_add(0, plan.token_of + a, y_PD * plan.weight_of[:, None].to(y_PD.dtype))
+            weighted = y_PD.to(out.dtype) * plan.weight_of[:, None].to(out.dtype)
+            out = out.index_add(0, plan.token_of + a, weighted)
         return out + shared_out if shared_out is not None else out
 
 
