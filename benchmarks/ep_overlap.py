@@ -6,15 +6,16 @@ time hidden behind compute (model/expert_parallel.py).
 
 Each process holds E / nproc experts of a MoE-heavy model and runs forward + backward on its own
 batch; "off" (one blocking all-to-all each way) and "on" (two chunks, async, explicit waits) are
-timed round-robin in one run, the step time being the slowest rank's. Hidden share, from host
-timestamps of every all-to-all (launch, wait begin/end, completion from the collective's future):
-1 - (time blocked in wait) / (launch-to-completion time), summed over the step's collectives
-(forward and backward). `exposed_on_vs_blocking_off` compares the time blocked in all-to-alls
-with overlap on to the time the blocking all-to-alls take with it off (1 - that = the share of the
-blocking cost that overlap removed from the critical path). The split-size exchange (one small
-blocking all-to-all per layer) is not traced. With gloo the collective runs on its own thread, so the host timestamps
-are the real timeline; with NCCL, wait() does not block the host, so on CUDA only the step times,
-tokens/s and MFU are meaningful.
+timed round-robin in one run, the step time being the slowest rank's.
+
+Hidden share, from host timestamps of every all-to-all (launch, wait begin/end, completion from
+the collective's future): 1 - (time blocked in wait) / (launch-to-completion time), summed over
+the step's collectives, forward and backward. `exposed_on_vs_blocking_off` divides the time
+blocked in all-to-alls with overlap on by the time the blocking all-to-alls take with it off
+(1 - that = the share of the blocking cost that overlap took off the critical path). The
+split-size exchange (one small blocking all-to-all per layer) is not traced. With gloo the
+collective runs on its own thread, so the host timestamps are the real timeline; with NCCL,
+wait() does not block the host, so on CUDA only step times, tokens/s and MFU are meaningful.
 """
 
 from __future__ import annotations
@@ -60,8 +61,10 @@ def _worker(rank, args, port, queue):
     model = Transformer(config).to(device).train()
     dispatcher = shard_experts(model, dist.group.WORLD, fp8_dispatch=args.fp8_dispatch)
     gen = torch.Generator().manual_seed(rank)
-    ids = torch.randint(0, config.vocab_size, (args.batch_size, args.seq_len), generator=gen).to(device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+    shape = (args.batch_size, args.seq_len)
+    ids = torch.randint(0, config.vocab_size, shape, generator=gen).to(device)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cuda
+                else torch.autocast("cpu", enabled=False))
 
     def step(overlap: bool):
         dispatcher.overlap = overlap

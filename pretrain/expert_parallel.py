@@ -1,5 +1,5 @@
 """Training under expert parallelism (`train.parallel: ep`): the DP x EP mesh, wrapping, gradient
-reduction and clipping, and checkpoint (de)sharding. The dispatch itself is model/expert_parallel.py.
+reduction and clipping, and checkpoint (de)sharding. The dispatch is model/expert_parallel.py.
 
 Mesh: world = dp * ep ranks laid out (dp, ep), so an EP group is `ep` consecutive ranks (one node
 when ep <= GPUs per node: the all-to-all then stays on NVLink). Every rank reads its own rows of
@@ -111,22 +111,19 @@ class ExpertParallel:
 
         def take(t):
             if t.shape[0] != E:
-                raise ValueError(f"checkpoint holds {t.shape[0]} experts per layer, the model "
-                                 f"{E}")
+                raise ValueError(f"checkpoint holds {t.shape[0]} experts per layer, the model {E}")
             return t[keep].clone()
-        return self._map_experts(model_sd, optim_sd, take)
-
-    def _map_experts(self, model_sd, optim_sd, fn):
-        model_sd = {k: fn(v) if is_expert_param(k) else v for k, v in model_sd.items()}
+        model_sd = {k: take(v) if is_expert_param(k) else v for k, v in model_sd.items()}
         if optim_sd is not None:
             state = {}
             for fqn, entry in optim_sd["state"].items():
                 if is_expert_param(fqn):  # exp_avg, exp_avg_sq: per expert; step: a scalar
-                    entry = {k: fn(v) if torch.is_tensor(v) and v.ndim else v
+                    entry = {k: take(v) if torch.is_tensor(v) and v.ndim else v
                              for k, v in entry.items()}
                 state[fqn] = entry
             optim_sd = {**optim_sd, "state": state}
         return model_sd, optim_sd
+
 
 def setup(core: torch.nn.Module, train_cfg, world: int, device: torch.device) -> ExpertParallel:
     """Build the (dp, ep) mesh and shard the routed experts of `core` over its EP dimension."""

@@ -45,7 +45,8 @@ def build(bias=None) -> Transformer:
 
 
 def batch() -> torch.Tensor:
-    return torch.randint(0, MODEL["vocab_size"], (BATCH, SEQ), generator=torch.Generator().manual_seed(2))
+    gen = torch.Generator().manual_seed(2)
+    return torch.randint(0, MODEL["vocab_size"], (BATCH, SEQ), generator=gen)
 
 
 def reference(bias=None, fp8_dispatch=False):
@@ -209,3 +210,13 @@ def test_pretrain_ep2_matches_ddp_and_resumes_under_ep4(corpus, tmp_path):
     assert w2.keys() == w4.keys()
     for key in w2:
         assert (w2[key] - w4[key]).abs().mean() < 1e-3, key
+
+
+def test_ep_config_errors_and_warnings(corpus, tmp_path):
+    from pretrain.train import run
+    from tests.pretrain.test_train import load, recipe
+    path = recipe(corpus, tmp_path / "run", parallel="ep", ep_size=3, max_steps=1)
+    with pytest.raises(ValueError, match="train.ep_size=3 must divide model.n_routed_experts=8"):
+        load(path).validate(str(path))
+    with pytest.warns(UserWarning, match="one process: all experts stay local"):
+        run(load(recipe(corpus, tmp_path / "one", parallel="ep", max_steps=1, eval_every=0)))
