@@ -230,11 +230,16 @@ class MoE(nn.Module):
         self.experts = RoutedExperts(config)
         shared = config.n_shared_experts * config.moe_intermediate_size
         self.shared_experts = SwiGLU(config.hidden_size, shared) if shared else None
+        # Set by model.expert_parallel.shard_experts: the routed experts are then this rank's
+        # shard and tokens travel to the other ranks' experts (None = all experts local).
+        self.dispatcher = None
 
     def forward(self, x_BTD: torch.Tensor) -> torch.Tensor:
         B, T, D = x_BTD.shape
         x_ND = x_BTD.reshape(-1, D)
         weights, idx = self.gate(x_ND, batch_size=B)
+        if self.dispatcher is not None:
+            return self.dispatcher(x_ND, weights, idx, self.experts, self.shared_experts).view(B, T, D)
         out = self.experts(x_ND, weights, idx)
         if self.shared_experts is not None:
             out = out + self.shared_experts(x_ND)

@@ -52,10 +52,14 @@ def latest_checkpoint(out_dir: str | os.PathLike) -> Path | None:
 
 
 def save(out_dir, step: int, model, optimizer, loader_state: dict, config, tokenizer,
-         is_main: bool, keep: int = 2) -> Path:
-    """Collective under DDP/FSDP (all ranks call it); rank 0 writes."""
+         is_main: bool, keep: int = 2, ep=None) -> Path:
+    """Collective under DDP/FSDP/EP (all ranks call it); rank 0 writes. Under expert parallelism
+    (`ep`: pretrain.expert_parallel.ExpertParallel) the experts are gathered first, so the files
+    hold every expert, as without EP."""
     model_sd, optim_sd = get_state_dict(
         model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if ep is not None:
+        model_sd, optim_sd = ep.gather_state(optimizer, model_sd, optim_sd)
     root = Path(out_dir) / "checkpoints"
     final = root / f"step-{step:06d}"
     if not is_main:
@@ -80,8 +84,10 @@ def save(out_dir, step: int, model, optimizer, loader_state: dict, config, token
     return final
 
 
-def load(path: Path, model, optimizer) -> dict:
-    """Restore weights and optimizer state into (possibly wrapped) model; return the state."""
+def load(path: Path, model, optimizer, ep=None) -> dict:
+    """Restore weights and optimizer state into (possibly wrapped) model; return the state.
+    Under expert parallelism (`ep`) each rank takes its own experts out of the full files, so
+    the EP size may differ from the run that wrote them."""
     from model.checkpoint import from_hf_state_dict, read_config, read_tensors
 
     saved = read_config(path)
@@ -95,7 +101,10 @@ def load(path: Path, model, optimizer) -> dict:
                          f"{getattr(saved, key)} but the config says {getattr(current, key)}")
     model_sd = from_hf_state_dict(read_tensors(path), str(path))
     state = torch.load(path / STATE_FILE, weights_only=False)
-    set_state_dict(model, optimizer, model_state_dict=model_sd, optim_state_dict=state["optimizer"],
+    optim_sd = state["optimizer"]
+    if ep is not None:
+        model_sd, optim_sd = ep.shard_state(model_sd, optim_sd)
+    set_state_dict(model, optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd,
                    options=StateDictOptions(full_state_dict=True))
     set_rng_state(state["rng"])
     return state

@@ -75,7 +75,18 @@ class BalanceConfig:
 @dataclass
 class TrainConfig:
     """The loop. A step = grad_accum micro-batches of batch_size rows of seq_len tokens, on each
-    data-parallel rank (global batch = batch_size * grad_accum * world size)."""
+    process (global batch = batch_size * grad_accum * world size).
+
+    parallel: with more than one process, "ddp", "fsdp" (FSDP2), or "ep": routed experts sharded
+        over expert-parallel groups of ep_size ranks, tokens moved by all-to-all (a DP x EP
+        mesh; pretrain/expert_parallel.py). Under ep:
+    ep_size: ranks per EP group (0 = all processes); must divide the process count and
+        model.n_routed_experts.
+    ep_overlap: split each micro-batch in two so one half's dispatch/combine overlaps the other
+        half's compute (async all-to-all); false = one blocking all-to-all each way.
+    ep_fp8_dispatch: send dispatched activations as E4M3 with power-of-2 1x128 scales.
+    ep_dense: how the non-expert weights are kept: "ddp" (replicated) or "fsdp" (FSDP2).
+    """
 
     batch_size: int = 8
     seq_len: int = 256
@@ -89,7 +100,11 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     compile: bool = False
-    parallel: Literal["ddp", "fsdp"] = "ddp"  # used when launched with more than one process
+    parallel: Literal["ddp", "fsdp", "ep"] = "ddp"  # used when launched with more than one process
+    ep_size: int = 0
+    ep_overlap: bool = True
+    ep_fp8_dispatch: bool = False
+    ep_dense: Literal["ddp", "fsdp"] = "ddp"
 
 
 @dataclass
@@ -129,5 +144,10 @@ class PretrainConfig:
             raise ValueError(f"{where}: data.val_fraction must lie in [0, 1)")
         if o.lr <= 0 or not 0 <= o.min_lr_ratio <= 1:
             raise ValueError(f"{where}: optim.lr must be > 0 and optim.min_lr_ratio in [0, 1]")
+        if t.ep_size < 0:
+            raise ValueError(f"{where}: train.ep_size must be >= 0 (0 = all processes)")
+        if t.parallel == "ep" and t.ep_size and self.model.n_routed_experts % t.ep_size:
+            raise ValueError(f"{where}: train.ep_size={t.ep_size} must divide "
+                             f"model.n_routed_experts={self.model.n_routed_experts}")
         if not self.data.sources:
             raise ValueError(f"{where}: data.sources is empty: list at least one corpus file")

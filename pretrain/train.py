@@ -26,6 +26,7 @@ from model import Transformer
 from model.accounting import account
 from model.balance import routers, update_expert_bias
 from pretrain import checkpoint
+from pretrain import expert_parallel as ep_training
 from pretrain.config import PretrainConfig
 from pretrain.metrics import MetricsWriter, device_peak_flops
 from pretrain.optim import AdamWStateDtype
@@ -39,6 +40,7 @@ class Runtime:
     world: int
     device: torch.device
     autocast: torch.dtype | None
+    ep: ep_training.ExpertParallel | None = None  # set under train.parallel=ep
 
     @property
     def is_main(self) -> bool:
@@ -79,10 +81,13 @@ def build_model(cfg: PretrainConfig, tokenizer, device) -> Transformer:
 
 
 def wrap(model: Transformer, cfg: PretrainConfig, rt: Runtime):
-    """DDP or FSDP2 across ranks. DDP must not broadcast buffers: each rank's router load counts
-    are its own until update_expert_bias all-reduces them."""
+    """DDP or FSDP2 across ranks (or, under EP, over the non-expert weights). DDP must not
+    broadcast buffers: each rank's router load counts are its own until update_expert_bias
+    all-reduces them."""
     if rt.world == 1:
         return model
+    if rt.ep is not None:
+        return ep_training.wrap(model, rt.ep, cfg.train.ep_dense, rt.device)
     if cfg.train.parallel == "fsdp":
         from torch.distributed.fsdp import fully_shard
         # Main decoder layers each get their own group; the MTP modules stay in the root group,
@@ -96,11 +101,15 @@ def wrap(model: Transformer, cfg: PretrainConfig, rt: Runtime):
     return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
 
 
-def make_optimizer(model, cfg: PretrainConfig, device) -> torch.optim.AdamW:
-    """AdamW; no weight decay on vectors (norm gains); optionally bf16 moments."""
-    params = [p for p in model.parameters() if p.requires_grad]
+def make_optimizer(model, cfg: PretrainConfig, device, ep=None) -> torch.optim.AdamW:
+    """AdamW; no weight decay on vectors (norm gains); optionally bf16 moments. Under EP the
+    sharded experts form a group of their own (a fused step must not mix them with DTensors)."""
+    experts = {id(p) for p in ep.expert_params} if ep is not None else set()
+    params = [p for p in model.parameters() if p.requires_grad and id(p) not in experts]
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.optim.weight_decay},
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    if ep is not None:
+        groups.append({"params": list(ep.expert_params), "weight_decay": cfg.optim.weight_decay})
     o = cfg.optim
     if o.moments_dtype == "bf16":
         return AdamWStateDtype(groups, lr=o.lr, betas=o.betas, eps=o.eps, state_dtype=torch.bfloat16)
@@ -143,7 +152,11 @@ def train_step(model, core, optimizer, batches, cfg: PretrainConfig, rt: Runtime
             (out.loss / accum).backward()
         parts = [out.loss, out.lm_loss, out.mtp_loss, out.balance_loss]
         sums += torch.stack([p.detach().float() if p is not None else sums.new_zeros(()) for p in parts])
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+    if rt.ep is not None:
+        rt.ep.reduce_expert_grads()
+        grad_norm = rt.ep.clip_grad_norm(model, cfg.optim.grad_clip)
+    else:
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
     if hasattr(grad_norm, "full_tensor"):  # FSDP2 returns a DTensor
         grad_norm = grad_norm.full_tensor()
     sums = _mean_over_ranks(sums / accum, rt)
@@ -152,7 +165,7 @@ def train_step(model, core, optimizer, batches, cfg: PretrainConfig, rt: Runtime
     if finite:
         optimizer.step()
         gamma = bias_speed_at(step, total, cfg.balance, cfg.model.bias_update_speed)
-        balance = update_expert_bias(core, gamma)
+        balance = update_expert_bias(core, gamma, ep_size=rt.ep.size if rt.ep else 1)
     else:
         for router in routers(core):  # a skipped step must not steer the bias either
             router.load_counts.zero_()
@@ -164,6 +177,8 @@ def train_step(model, core, optimizer, batches, cfg: PretrainConfig, rt: Runtime
     if balance is not None:
         row["maxvio"] = balance.max_violation
         row["maxvio_mean"] = balance.mean_max_violation
+        if balance.ep_max_violation is not None:
+            row["maxvio_ep"] = balance.ep_max_violation
     return row
 
 
@@ -212,11 +227,14 @@ def run(cfg: PretrainConfig, resume: bool = False, where: str = "config",
 
     core = build_model(cfg, tokenizer, rt.device)
     cfg.model = core.config
+    ep_training.warn_unused(cfg.train, rt.world)
+    if cfg.train.parallel == "ep" and rt.world > 1:
+        rt.ep = ep_training.setup(core, cfg.train, rt.world, rt.device)
     if cfg.train.compile:  # per layer, in place: parameter names (and checkpoints) stay the same
         for layer in core.model.layers:
             layer.compile()
     model = wrap(core, cfg, rt)
-    optimizer = make_optimizer(model, cfg, rt.device)
+    optimizer = make_optimizer(model, cfg, rt.device, rt.ep)
     t = cfg.train
     loader = PackedLoader(shards, t.batch_size, t.seq_len, seed=t.seed, rank=rt.rank,
                           world_size=rt.world, split="train")
@@ -229,7 +247,7 @@ def run(cfg: PretrainConfig, resume: bool = False, where: str = "config",
     start = 0
     latest = checkpoint.latest_checkpoint(out_dir) if resume else None
     if latest is not None:
-        state = checkpoint.load(latest, model, optimizer)
+        state = checkpoint.load(latest, model, optimizer, rt.ep)
         loader.load_state_dict(state["loader"])
         start = state["step"]
     batches = iter(loader)
@@ -263,7 +281,7 @@ def run(cfg: PretrainConfig, resume: bool = False, where: str = "config",
                 writer.log(row)
             if done % t.save_every == 0 or done == t.max_steps:
                 checkpoint.save(out_dir, done, model, optimizer, loader.state_dict(), cfg,
-                                tokenizer, rt.is_main)
+                                tokenizer, rt.is_main, ep=rt.ep)
             if stop_after is not None and done >= stop_after:
                 break
         else:

@@ -39,6 +39,16 @@ def test_update_rule_matches_formula():
     assert all(r.e_score_correction_bias.dtype == torch.float32 for r in routers(model))
 
 
+def test_max_violation_over_expert_parallel_ranks():
+    model = Transformer(tiny_moe_config()).train()
+    router = routers(model)[0]
+    router.load_counts.copy_(torch.tensor([5., 1., 3., 3., 0., 4., 3., 5.]))
+    stats = update_expert_bias(model, gamma=0.0, ep_size=4)
+    # Rank loads (two experts each): 6, 6, 4, 8; mean 6, so (8 - 6) / 6.
+    assert stats.ep_max_violation == pytest.approx([2 / 6])
+    assert update_expert_bias(model, gamma=0.0) is None  # counts were reset
+
+
 def test_max_violation_definition():
     load = torch.tensor([[10., 10., 10., 10.], [40., 0., 0., 0.]])
     torch.testing.assert_close(max_violation(load), torch.tensor([0.0, 3.0]))
