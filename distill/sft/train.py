@@ -111,7 +111,26 @@ def prepare(cfg: SFTRecipe):
     rows, stats = build_conversations(instances, cfg.style, cfg.length, tok)
     args = build_sft_config(cfg.trl, str(out / "checkpoints"), cfg.seed,
                             cpu=not torch.cuda.is_available())
+    rows = drop_truncated(rows, stats, tok, args.max_length)
     return tok, rows, stats, args
+
+
+def drop_truncated(rows: list[dict], stats: dict, tok, max_length: int | None) -> list[dict]:
+    """TRL truncates a conversation longer than max_length, which cuts off its EOS (and maybe
+    the answer): such samples would teach the model not to stop. Drop them and say so."""
+    if max_length is None:
+        return rows
+    kept = [r for r in rows if len(tok.apply_chat_template(r["messages"], tokenize=True,
+                                                           return_dict=True)["input_ids"]) <= max_length]
+    if len(kept) < len(rows):
+        stats["dropped_over_max_length"] = len(rows) - len(kept)
+        warnings.warn(f"sft: dropped {len(rows) - len(kept)} of {len(rows)} samples longer than "
+                      f"trl.max_length={max_length} (truncation would cut their EOS); use "
+                      "sft.length.max_tokens to cap them instead", stacklevel=2)
+    if not kept:
+        raise ValueError(f"sft: every sample is longer than trl.max_length={max_length}")
+    stats["samples"] = len(kept)
+    return kept
 
 
 def run_sft(cfg: SFTRecipe) -> Path:
