@@ -75,8 +75,8 @@ class Router(nn.Module):
             if valid_N is not None and valid_N.numel() != idx_NK.shape[0]:
                 valid_N = None  # a mask for other positions (e.g. cached decode): count all
             with torch.no_grad():
-                counted = idx_NK if valid_N is None else idx_NK[valid_N]
-                self.load_counts += torch.bincount(counted.flatten(), minlength=self.num_experts)
+                real = None if valid_N is None else valid_N[:, None].expand_as(idx_NK)
+                self.load_counts += expert_counts(idx_NK, self.num_experts, real)
             self.balance_loss = self._sequence_balance_loss(scores, idx_NK, batch_size, valid_N)
         return weights_NK, idx_NK
 
@@ -100,6 +100,15 @@ class Router(nn.Module):
         return self.seq_aux_alpha * (f_BE * P_BE).sum(dim=-1).mean()
 
 
+def expert_counts(idx: torch.Tensor, num_experts: int, keep: torch.Tensor | None = None):
+    """How many of the (token, expert) pairs in `idx` go to each expert (int64, shape (E,)),
+    counting only pairs where `keep` is true. A scatter-add into a fixed-size vector, not
+    bincount / boolean indexing: same counts, but the output shape never depends on the data,
+    so torch.compile traces it without a graph break."""
+    ones = (torch.ones_like(idx) if keep is None else keep.to(idx.dtype)).flatten()
+    return idx.new_zeros(num_experts).scatter_add_(0, idx.flatten(), ones)
+
+
 @functools.cache
 def grouped_mm_supported(device_type: str, dtype: torch.dtype) -> bool:
     if not hasattr(torch, "_grouped_mm"):
@@ -113,8 +122,13 @@ def grouped_mm_supported(device_type: str, dtype: torch.dtype) -> bool:
 
 def choose_kernel(requested: str, device_type: str, dtype: torch.dtype, aligned: bool) -> str:
     """"auto" and "grouped_mm" use torch._grouped_mm wherever this torch supports it for the
-    device and dtype (CUDA bf16 on SM80+, CPU fp32/bf16), padded bmm elsewhere."""
-    usable = aligned and grouped_mm_supported(device_type, dtype)
+    device and dtype (CUDA bf16 on SM80+, CPU fp32/bf16), padded bmm elsewhere. Under
+    torch.compile only bf16 qualifies: the op's fake-tensor rule accepts nothing else."""
+    if torch.compiler.is_compiling():  # traced directly (dynamo warns on cached functions)
+        usable = (aligned and dtype == torch.bfloat16
+                  and grouped_mm_supported.__wrapped__(device_type, dtype))
+    else:
+        usable = aligned and grouped_mm_supported(device_type, dtype)
     return "grouped_mm" if requested in ("auto", "grouped_mm") and usable else "bmm"
 
 
@@ -148,7 +162,7 @@ class RoutedExperts(nn.Module):
         flat_expert = idx_NK.flatten()
         order = flat_expert.argsort(stable=True)
         token_of = order // K  # token of each (token, expert) pair, sorted by expert
-        counts_E = torch.bincount(flat_expert, minlength=self.num_experts)
+        counts_E = expert_counts(flat_expert, self.num_experts)
         weight_of = weights_NK.flatten()[order]
         # Under autocast the expert GEMMs run in the autocast dtype, like nn.Linear would
         # (torch._grouped_mm is not on autocast's op lists, so cast explicitly).

@@ -160,6 +160,9 @@ class Backbone(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.rotary_emb = RotaryEmbedding(config)
+        # A plain list (not registered as submodules): walking self.modules() inside forward
+        # after a router attribute was set is a torch.compile graph break.
+        self.routers = [m for m in self.modules() if isinstance(m, Router)]
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, use_cache=None, output_hidden_states=None, return_dict=True,
@@ -207,9 +210,8 @@ class Backbone(nn.Module):
         token_mask = None
         if attention_mask is not None and attention_mask.shape[-1] >= T_now:
             token_mask = attention_mask[:, -T_now:].reshape(-1).bool()
-        for module in self.modules():
-            if isinstance(module, Router):
-                module.balance_loss, module.token_mask = None, token_mask
+        for router in self.routers:
+            router.balance_loss, router.token_mask = None, token_mask
 
 
 class Transformer(PreTrainedModel, GenerationMixin):
@@ -300,7 +302,7 @@ class Transformer(PreTrainedModel, GenerationMixin):
             module.down_proj.normal_(0.0, std)
 
     def _routers(self):
-        return [m for m in self.modules() if isinstance(m, Router)]
+        return self.model.routers
 
     @property
     def main_layers(self):
