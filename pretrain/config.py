@@ -86,6 +86,10 @@ class TrainConfig:
         half's compute (async all-to-all); false = one blocking all-to-all each way.
     ep_fp8_dispatch: send dispatched activations as E4M3 with power-of-2 1x128 scales.
     ep_dense: how the non-expert weights are kept: "ddp" (replicated) or "fsdp" (FSDP2).
+    compile: torch.compile, in place (parameter names and checkpoints unchanged): "layer" (or
+        true) compiles each decoder/MTP layer; "model" compiles the whole forward, losses (main,
+        MTP, balance) included, one graph when the experts run torch._grouped_mm (bf16).
+    compile_backend: torch.compile's backend ("inductor"; "aot_eager" to check tracing cheaply).
     """
 
     batch_size: int = 8
@@ -99,7 +103,8 @@ class TrainConfig:
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    compile: bool = False
+    compile: Literal[False, True, "layer", "model"] = False
+    compile_backend: str = "inductor"
     parallel: Literal["ddp", "fsdp", "ep"] = "ddp"  # used when launched with more than one process
     ep_size: int = 0
     ep_overlap: bool = True

@@ -80,6 +80,16 @@ def build_model(cfg: PretrainConfig, tokenizer, device) -> Transformer:
     return model.to(device).train()
 
 
+def compile_model(model: Transformer, mode, backend: str = "inductor") -> None:
+    """torch.compile in place (nn.Module.compile), so parameter names and checkpoints stay the
+    same: per layer ("layer" or True) or the whole forward with its losses ("model")."""
+    if mode in (True, "layer"):
+        for layer in model.model.layers:
+            layer.compile(backend=backend)
+    elif mode == "model":
+        model.compile(backend=backend)
+
+
 def wrap(model: Transformer, cfg: PretrainConfig, rt: Runtime):
     """DDP or FSDP2 across ranks (or, under EP, over the non-expert weights). DDP must not
     broadcast buffers: each rank's router load counts are its own until update_expert_bias
@@ -230,9 +240,7 @@ def run(cfg: PretrainConfig, resume: bool = False, where: str = "config",
     ep_training.warn_unused(cfg.train, rt.world)
     if cfg.train.parallel == "ep" and rt.world > 1:
         rt.ep = ep_training.setup(core, cfg.train, rt.world, rt.device)
-    if cfg.train.compile:  # per layer, in place: parameter names (and checkpoints) stay the same
-        for layer in core.model.layers:
-            layer.compile()
+    compile_model(core, cfg.train.compile, cfg.train.compile_backend)
     model = wrap(core, cfg, rt)
     optimizer = make_optimizer(model, cfg, rt.device, rt.ep)
     t = cfg.train
