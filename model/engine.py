@@ -147,11 +147,18 @@ class _Batch:
 
 class Engine:
     """threads: "auto" applies `model.threads.apply_thread_rule` once (CPU only) for this model's
-    decode work; an int sets it; None leaves torch's setting alone."""
+    decode work; an int sets it; None leaves torch's setting alone.
 
-    def __init__(self, model, tokenizer=None, threads: int | str | None = "auto"):
+    cuda_graphs: run plain (non-MTP) decode steps at static shapes, replayed as CUDA graphs on
+    a GPU (model/decode_graph.py); on CPU the static-shape step runs eagerly. Off by default."""
+
+    def __init__(self, model, tokenizer=None, threads: int | str | None = "auto",
+                 cuda_graphs: bool = False):
+        from model.decode_graph import GraphedDecodeStep
+
         self.model, self.tokenizer = model, tokenizer
         self.config = model.config
+        self.graphed = GraphedDecodeStep(self) if cuda_graphs else None
         self.thread_choice = None  # the ThreadChoice made by "auto" (for the commands to show)
         if threads is not None and self.device.type == "cpu":
             self._set_threads(threads)
@@ -401,8 +408,9 @@ class Engine:
                     batch.cache, batch.state, batch.pos_dev, length, row_sampling)
                 drafted += len(batch.rows)
             else:
-                logits, _ = self.decode_step(batch.cache, batch.state[0][:, None],
-                                             batch.pos_dev[:, None], length)
+                ids, positions = batch.state[0][:, None], batch.pos_dev[:, None]
+                logits = (self.graphed(batch.cache, ids, positions) if self.graphed is not None
+                          else self.decode_step(batch.cache, ids, positions, length)[0])
                 batch.state = [sample_from_logits(logits[:, 0], *row_sampling)]
                 step_tokens, advance = batch.state[0][:, None], torch.ones_like(batch.pos_dev)
             host = torch.cat((step_tokens, advance[:, None]), dim=1).tolist()
