@@ -65,12 +65,12 @@ class Cosine:
 
 class Overlong:
     """DAPO soft overlong punishment via TRL. cache: L_cache; DAPO uses 4096 of L_max 20480,
-    so the default is max_len // 5."""
+    so the default is max_len // 5 (at least 1)."""
 
     __name__ = "overlong"
 
     def __init__(self, max_len: int, cache: int | None = None):
-        cache = max_len // 5 if cache is None else cache
+        cache = max(1, max_len // 5) if cache is None else cache
         if not 0 < cache <= max_len:
             raise ValueError(f"overlong: cache={cache} must be in (0, max_len={max_len}]")
         self.max_len, self.cache = max_len, cache
