@@ -3,11 +3,13 @@
     distillery grpo --config recipes/grpo/tiny.yaml
     distillery grpo rewards          list the reward registry (name, columns, origin, arguments)
 
-Multi-process: `accelerate launch --config_file recipes/accelerate/ddp.yaml -m distill.cli grpo
---config R` (see recipes/accelerate/).
+Multi-process: `torchrun --nproc_per_node N -m distill.cli grpo --config R` or
+`accelerate launch [--config_file ...] -m distill.cli grpo --config R` (gloo on CPU, NCCL on GPUs).
 """
 
 from __future__ import annotations
+
+import os
 
 from distill.cli import _usage, add_config_arguments
 
@@ -29,7 +31,8 @@ def _run(args) -> int:
 
     cfg = load_config(GRPORecipe, args.config, args.overrides, section="grpo")
     final = run_grpo(cfg)
-    print(f"wrote {final}")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"wrote {final}")
     return 0
 
 

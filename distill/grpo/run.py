@@ -34,7 +34,10 @@ def trainer_fields(cfg: GRPORecipe) -> dict:
     """GRPOConfig kwargs: CPU-friendly defaults under the recipe's `trainer` values."""
     import torch
 
-    defaults = {"logging_steps": 1, "report_to": "none", "bf16": torch.cuda.is_available(),
+    cuda = torch.cuda.is_available()
+    # use_cpu on a CPU-only machine: accelerate then runs several processes as MULTI_CPU (gloo)
+    # instead of silently training one independent copy per process
+    defaults = {"logging_steps": 1, "report_to": "none", "bf16": cuda, "use_cpu": not cuda,
                 "save_strategy": "steps", "save_steps": 50}
     return {**defaults, **cfg.trainer}
 

@@ -121,3 +121,30 @@ def test_cli_runs_a_recipe(toy, tmp_path, capsys):
     assert main(["grpo", "rewards"]) == 0
     assert "lcpo_max" in capsys.readouterr().out
     assert main(["grpo", "--config", str(recipe), "--set", "trainer.num_generation=3"]) == 2
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run(toy, tmp_path):
+    """torchrun with 2 CPU processes (gloo): Kimi (group-level) and dynamic sampling across ranks."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    policy, data = toy
+    recipe = tmp_path / "grpo.yaml"
+    recipe.write_text(yaml.safe_dump({"grpo": {
+        "policy": {"path": str(policy)}, "data": {"path": str(data)}, "output_dir": str(tmp_path / "run"),
+        "rewards": [{"name": "accuracy"}, {"name": "kimi", "weight": 0.1}],
+        "dynamic_sampling": {"enabled": True},
+        "trainer": {**TOY, "per_device_train_batch_size": 16, "max_completion_length": 2, "max_steps": 3}}}))
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "-m", "distill.cli", "grpo", "--config", str(recipe)],
+                          capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "GRPO batch: 2 process(es)" in proc.stdout and proc.stdout.count("wrote") == 1
+    rows = read_rows(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3]  # written once, by rank 0
+    assert all("rewards/kimi/mean" in r and "dynamic_sampling/dropped_share" in r for r in rows if "loss" in r)
