@@ -133,8 +133,10 @@ class GRPORecipe:
     """`grpo:` section. output_dir: the run directory (TRL checkpoints, metrics.jsonl, plots,
     the resolved config, the final model in `final/`). rollout: "trl" = GRPOTrainer's own
     generation (transformers generate, or vLLM with trainer.use_vllm); "engine" = our in-repo
-    engine through TRL's rollout_func (our checkpoints only). resume: continue from the last
-    checkpoint in output_dir (true) or a given checkpoint directory."""
+    engine through TRL's rollout_func (our checkpoints only); resume: continue from the last
+    checkpoint in output_dir (true) or a given checkpoint directory. "auto" = engine for our
+    checkpoints without LoRA or vLLM (the faster on our models; benchmarks/grpo_rollout.py
+    measures both), trl otherwise."""
 
     policy: PolicySpec
     data: DataSpec
@@ -144,7 +146,7 @@ class GRPORecipe:
     lora: LoraSpec | None = None
     dynamic_sampling: DynamicSampling = field(default_factory=DynamicSampling)
     judge: JudgeSpec = field(default_factory=JudgeSpec)
-    rollout: Literal["trl", "engine"] = "trl"
+    rollout: Literal["auto", "trl", "engine"] = "auto"
     resume: bool | str = False
     plots: bool = True
 

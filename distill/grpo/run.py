@@ -93,6 +93,23 @@ def _resume_step(checkpoint: str | None) -> int:
     return json.loads(state.read_text()).get("global_step", 0) if state.is_file() else 0
 
 
+def rollout_backend(cfg: GRPORecipe) -> str:
+    """"engine" or "trl" (resolving "auto"); ValueError where engine rollouts cannot work."""
+    ours = policy_impl(cfg) == "ours"
+    if cfg.rollout == "auto":
+        return "engine" if ours and cfg.lora is None and not cfg.trainer.get("use_vllm") else "trl"
+    if cfg.rollout == "engine":
+        if not ours:
+            raise ValueError("grpo.rollout: engine generates with our model class; this policy loads "
+                             "with transformers (set rollout: trl)")
+        if cfg.lora is not None:
+            raise ValueError("grpo.rollout: engine samples from the base weights and would ignore the "
+                             "LoRA adapter; use rollout: trl with lora")
+        if cfg.trainer.get("use_vllm"):
+            raise ValueError("grpo.rollout: engine and trainer.use_vllm both generate; pick one")
+    return cfg.rollout
+
+
 def prepare(cfg: GRPORecipe):
     """Everything before the model: (tokenizer, dataset, reward funcs, weights, GRPOConfig, plan)."""
     from transformers import AutoTokenizer
@@ -101,12 +118,7 @@ def prepare(cfg: GRPORecipe):
     from evals.generation import check_model_path, opens_thinking
 
     path = check_model_path(cfg.policy.path, "grpo.policy")
-    if cfg.rollout == "engine" and policy_impl(cfg) != "ours":
-        raise ValueError("grpo.rollout: engine generates with our model class; this policy loads "
-                         "with transformers (set rollout: trl)")
-    if cfg.rollout == "engine" and cfg.lora is not None:
-        raise ValueError("grpo.rollout: engine samples from the base weights and would ignore the "
-                         "LoRA adapter; use rollout: trl with lora")
+    rollout_backend(cfg)
     tokenizer = AutoTokenizer.from_pretrained(path)
     check_chat_template(tokenizer, path)
     dataset = load_prompts(cfg.data)
@@ -138,7 +150,7 @@ def run_grpo(cfg: GRPORecipe) -> Path:
         save_config(cfg, run_dir / "config.yaml")
     checkpoint = _resume_checkpoint(cfg, run_dir)
     rollout_func = None
-    if cfg.rollout == "engine":
+    if rollout_backend(cfg) == "engine":
         from distill.grpo.rollout import EngineRollout
 
         rollout_func = EngineRollout()
