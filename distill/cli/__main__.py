@@ -1,5 +1,4 @@
-"""`python -m distill.cli ...` is the `distillery` command (for launchers such as torchrun or
-`accelerate launch -m distill.cli grpo --config R`)."""
+"""`python -m distill.cli ...` = `distillery ...` (what `accelerate launch -m` runs per process)."""
 
 import sys
 

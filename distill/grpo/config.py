@@ -136,7 +136,8 @@ class GRPORecipe:
     engine through TRL's rollout_func (our checkpoints only); resume: continue from the last
     checkpoint in output_dir (true) or a given checkpoint directory. "auto" = engine for our
     checkpoints without LoRA or vLLM (the faster on our models; benchmarks/grpo_rollout.py
-    measures both), trl otherwise."""
+    measures both), trl otherwise. rollout_mtp: engine rollouts with MTP self-speculative
+    decoding (same sampled distribution; the policy needs MTP modules)."""
 
     policy: PolicySpec
     data: DataSpec
@@ -147,6 +148,7 @@ class GRPORecipe:
     dynamic_sampling: DynamicSampling = field(default_factory=DynamicSampling)
     judge: JudgeSpec = field(default_factory=JudgeSpec)
     rollout: Literal["auto", "trl", "engine"] = "auto"
+    rollout_mtp: bool = False
     resume: bool | str = False
     plots: bool = True
 

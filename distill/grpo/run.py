@@ -96,9 +96,10 @@ def _resume_step(checkpoint: str | None) -> int:
 def rollout_backend(cfg: GRPORecipe) -> str:
     """"engine" or "trl" (resolving "auto"); ValueError where engine rollouts cannot work."""
     ours = policy_impl(cfg) == "ours"
-    if cfg.rollout == "auto":
-        return "engine" if ours and cfg.lora is None and not cfg.trainer.get("use_vllm") else "trl"
-    if cfg.rollout == "engine":
+    backend = cfg.rollout
+    if backend == "auto":
+        backend = "engine" if ours and cfg.lora is None and not cfg.trainer.get("use_vllm") else "trl"
+    elif backend == "engine":
         if not ours:
             raise ValueError("grpo.rollout: engine generates with our model class; this policy loads "
                              "with transformers (set rollout: trl)")
@@ -107,7 +108,9 @@ def rollout_backend(cfg: GRPORecipe) -> str:
                              "LoRA adapter; use rollout: trl with lora")
         if cfg.trainer.get("use_vllm"):
             raise ValueError("grpo.rollout: engine and trainer.use_vllm both generate; pick one")
-    return cfg.rollout
+    if cfg.rollout_mtp and backend != "engine":
+        raise ValueError("grpo.rollout_mtp needs engine rollouts (our checkpoint, rollout: engine or auto)")
+    return backend
 
 
 def prepare(cfg: GRPORecipe):
@@ -153,7 +156,7 @@ def run_grpo(cfg: GRPORecipe) -> Path:
     if rollout_backend(cfg) == "engine":
         from distill.grpo.rollout import EngineRollout
 
-        rollout_func = EngineRollout()
+        rollout_func = EngineRollout(use_mtp=cfg.rollout_mtp)
     trainer = DynamicSamplingTrainer(
         model=load_policy(cfg), reward_funcs=funcs, args=args, train_dataset=dataset,
         processing_class=tokenizer, peft_config=_peft_config(cfg), rollout_func=rollout_func,
