@@ -32,7 +32,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import ModelOutput
 
 from model.attention import MLA
-from model.checkpoint import load_checkpoint, read_config, save_checkpoint
+from model.checkpoint import from_hf_state_dict, load_checkpoint, read_config, save_checkpoint
 from model.config import ModelConfig, warn_ignored
 from model.fp8 import convert_linears
 from model.layers import RMSNorm, SwiGLU
@@ -199,7 +199,7 @@ class Backbone(nn.Module):
         out = BackboneOutput(last_hidden_state=self.norm(h), pre_norm_hidden_state=h,
                              hidden_states=tuple(states) if states else None,
                              layer_inputs=(cos, sin, mask, doc), **{_CACHE_FIELD: hf_cache})
-        return out if return_dict else out.to_tuple()
+        return out.to_tuple() if return_dict is False else out
 
     def _reset_routers(self, attention_mask, T_now):
         """Tell the routers which current positions are real tokens (padding must not steer the
@@ -267,6 +267,14 @@ class Transformer(PreTrainedModel, GenerationMixin):
         device = device or (device_map if isinstance(device_map, (str, torch.device)) else None)
         return load_checkpoint(cls, path, dtype=dtype, device=device)
 
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        """Also takes the on-disk layout save_pretrained writes (per-expert keys), so that
+        transformers' Trainer, which reads a checkpoint's safetensors itself (resume) and loads
+        them non-strictly, restores the routed experts instead of silently skipping them."""
+        if any(".mlp.experts." in k and k.endswith("_proj.weight") for k in state_dict):
+            state_dict = from_hf_state_dict(dict(state_dict), "state dict")
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     # -- HF plumbing -------------------------------------------------------------------
     def get_input_embeddings(self):
         return self.model.embed_tokens
@@ -319,7 +327,7 @@ class Transformer(PreTrainedModel, GenerationMixin):
                                    **{_CACHE_FIELD: getattr(out, _CACHE_FIELD)})
         if labels is not None:
             self._add_losses(result, input_ids, labels, out, num_items_in_batch)
-        return result if return_dict else result.to_tuple()
+        return result.to_tuple() if return_dict is False else result
 
     @staticmethod
     def _last(h, logits_to_keep):

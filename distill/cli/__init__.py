@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "distill.cli.verify",
     "distill.cli.eval",
     "distill.cli.data",
+    "distill.cli.sft",
     "distill.cli.grpo",
 ]
 
