@@ -27,6 +27,11 @@ class EngineRollout:
     def __call__(self, prompts: list, trainer) -> dict:
         from model.engine import Engine
 
+        if getattr(trainer, "is_fsdp_enabled", False) or (
+                getattr(trainer, "is_deepspeed_enabled", False)
+                and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3):
+            raise ValueError("rollout: engine reads the full weights, which FSDP / ZeRO-3 shard across "
+                             "processes; use rollout: trl there (TRL gathers them for generation)")
         model = trainer.accelerator.unwrap_model(trainer.model)
         if not hasattr(model, "mtp_layers"):
             raise ValueError("rollout: engine needs our model class as the policy (a DeepSeek-V3 "
