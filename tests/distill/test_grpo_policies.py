@@ -64,6 +64,10 @@ def test_rollout_choice(ours, tmp_path):
     assert rollout_backend(ours_recipe(hf, tmp_path, "auto")) == "trl"
     with pytest.raises(ValueError, match="our model class"):
         rollout_backend(ours_recipe(hf, tmp_path, "engine"))
+    cfg = ours_recipe(hf, tmp_path, "auto")
+    cfg.rollout_mtp = True
+    with pytest.raises(ValueError, match="rollout_mtp needs engine rollouts"):
+        rollout_backend(cfg)
     cfg = ours_recipe(ours, tmp_path, "engine")
     cfg.lora = LoraSpec()
     with pytest.raises(ValueError, match="LoRA"):
