@@ -1,7 +1,8 @@
 """`distillery sft --config R [--set k=v] [--resume] [--nproc N --accelerate-config FILE]`.
 
-Multi-process runs go through `accelerate launch` with a config from recipes/accelerate/ (DDP,
-DeepSpeed ZeRO-2/3, FSDP); each process then runs this same command.
+Multi-process: `--nproc N` alone starts N processes with torchrun (plain DDP; gloo on CPU, as
+the 2-process test runs it); with `--accelerate-config` it goes through `accelerate launch` and a
+config from recipes/accelerate/ (DDP, DeepSpeed ZeRO-2/3, FSDP). Each process runs this command.
 """
 
 from __future__ import annotations
@@ -19,17 +20,23 @@ def register(subparsers) -> None:
     add_config_arguments(parser, required=True)
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     parser.add_argument("--nproc", type=int, default=1,
-                        help="processes on this machine (launches `accelerate launch`)")
+                        help="processes on this machine (torchrun, or accelerate launch with "
+                        "--accelerate-config)")
     parser.add_argument("--accelerate-config", metavar="YAML",
                         help="accelerate config for --nproc > 1 (recipes/accelerate/*.yaml)")
     parser.set_defaults(func=_sft)
 
 
 def _sft(args) -> int:
+    if args.accelerate_config and args.nproc < 2:
+        raise ValueError("--accelerate-config needs --nproc N (N >= 2)")
     if args.nproc > 1:
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", f"--num_processes={args.nproc}"]
         if args.accelerate_config:
-            cmd.append(f"--config_file={args.accelerate_config}")
+            cmd = [sys.executable, "-m", "accelerate.commands.launch",
+                   f"--num_processes={args.nproc}", f"--config_file={args.accelerate_config}"]
+        else:
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   f"--nproc-per-node={args.nproc}"]
         cmd += ["-m", "distill.cli", "sft", "--config", args.config]
         cmd += [f"--set={o}" for o in args.overrides] + (["--resume"] if args.resume else [])
         return subprocess.call(cmd)

@@ -49,6 +49,9 @@ def load_model(cfg: SFTRecipe):
             if not len(model.mtp_layers):
                 raise ValueError(f"sft.mtp_loss_weight={cfg.mtp_loss_weight}: {path} has no MTP module")
             model.config.mtp_loss_weight = cfg.mtp_loss_weight
+        else:
+            # No MTP loss: the MTP modules get no gradient; frozen, DDP does not wait for them.
+            model.mtp_layers.requires_grad_(False)
         return model.train()
     if cfg.mtp_loss_weight:
         raise ValueError("sft.mtp_loss_weight: the MTP loss needs one of our DeepSeek-V3 checkpoints")

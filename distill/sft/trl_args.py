@@ -69,6 +69,9 @@ def build_sft_config(values: dict[str, Any], output_dir: str, seed: int, cpu: bo
         kwargs.setdefault("use_cpu", True)
         kwargs.setdefault("bf16", False)
     kwargs.setdefault("report_to", "none")
+    # DDP must not broadcast buffers: each rank's router load counts are its own until the
+    # expert-bias update all-reduces them (as in pretrain/train.py).
+    kwargs.setdefault("ddp_broadcast_buffers", False)
     kwargs.setdefault("logging_steps", 1)
     kwargs.update(output_dir=output_dir, assistant_only_loss=True, seed=seed)
     try:
