@@ -28,7 +28,7 @@ from common import emit  # noqa: E402
 
 from distill.grpo import DataSpec, GRPORecipe, PolicySpec  # noqa: E402
 from distill.grpo.dynamic import DynamicSamplingTrainer  # noqa: E402
-from distill.grpo.metrics import read_rows  # noqa: E402
+from distill.metrics import read_metrics as read_rows  # noqa: E402
 from distill.grpo.run import run_grpo  # noqa: E402
 from distill.rewards import RewardSpec  # noqa: E402
 

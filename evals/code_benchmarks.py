@@ -96,7 +96,7 @@ _REQUIRED = {"lcb": ("question", "public"), "humaneval": ("prompt", "entry_point
 
 
 def load_code_benchmark(name: str, path: str | None, field_map: dict | None = None) -> Benchmark:
-    from evals.benchmarks import _read_rows, _revision
+    from evals.benchmarks import read_rows, _revision
 
     if path is None:
         raise ValueError(f"benchmark {name!r} needs a path (a local file or datasets directory; "
@@ -112,7 +112,7 @@ def load_code_benchmark(name: str, path: str | None, field_map: dict | None = No
         columns[key] = (column,)
     make = {"lcb": _lcb, "humaneval": _humaneval, "mbpp": _mbpp}[name]
     problems, seen, skipped = [], set(), []
-    for index, (where, row) in enumerate(_read_rows(source)):
+    for index, (where, row) in enumerate(read_rows(source)):
         fields = {}
         for key, names in columns.items():
             value = next((row[n] for n in names if row.get(n) is not None), None)

@@ -32,12 +32,12 @@ def _read(spec: DataSpec) -> list[tuple[str, dict]]:
         return [(f"{spec.path}: problem {i}", {"prompt": format_prompt(bench, p), "reference": p.reference,
                                                "kind": p.kind, "problem_id": p.id})
                 for i, p in enumerate(bench.problems)]
-    from evals.benchmarks import _read_rows  # the one reader of JSONL / Parquet / CSV / HF dirs
+    from evals.benchmarks import read_rows  # the one reader of JSONL / Parquet / CSV / HF dirs
 
     path = Path(spec.path)
     if not path.exists():
         raise FileNotFoundError(f"data.path: {path} does not exist")
-    return _read_rows(path)
+    return read_rows(path)
 
 
 def _column(row: dict, ours: str, spec: DataSpec, where: str, required: bool):

@@ -86,13 +86,6 @@ def _resume_checkpoint(cfg: GRPORecipe, run_dir: Path) -> str | None:
     return get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
 
 
-def _resume_step(checkpoint: str | None) -> int:
-    if checkpoint is None:
-        return 0
-    state = Path(checkpoint) / "trainer_state.json"
-    return json.loads(state.read_text()).get("global_step", 0) if state.is_file() else 0
-
-
 def rollout_backend(cfg: GRPORecipe) -> str:
     """"engine" or "trl" (resolving "auto"); ValueError where engine rollouts cannot work."""
     ours = policy_impl(cfg) == "ours"
@@ -144,7 +137,8 @@ def prepare(cfg: GRPORecipe):
 def run_grpo(cfg: GRPORecipe) -> Path:
     """Train and return the final model directory (`<output_dir>/final`)."""
     from distill.grpo.dynamic import DynamicSamplingTrainer
-    from distill.grpo.metrics import MetricsFile, plot_metrics
+    from distill.grpo.metrics import plot_metrics
+    from distill.metrics import MetricsCallback
 
     run_dir = Path(cfg.output_dir)
     tokenizer, dataset, funcs, args, plan = prepare(cfg)
@@ -160,7 +154,7 @@ def run_grpo(cfg: GRPORecipe) -> Path:
     trainer = DynamicSamplingTrainer(
         model=load_policy(cfg), reward_funcs=funcs, args=args, train_dataset=dataset,
         processing_class=tokenizer, peft_config=_peft_config(cfg), rollout_func=rollout_func,
-        callbacks=[MetricsFile(run_dir, _resume_step(checkpoint))],
+        callbacks=[MetricsCallback(run_dir)],
         dynamic_sampling=cfg.dynamic_sampling.enabled, max_rounds=cfg.dynamic_sampling.max_rounds)
     try:
         trainer.train(resume_from_checkpoint=checkpoint)

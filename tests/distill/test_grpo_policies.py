@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from distill.grpo import DataSpec, GRPORecipe, LengthBudget, LoraSpec, PolicySpec
-from distill.grpo.metrics import read_rows
+from distill.metrics import read_metrics as read_rows
 from distill.grpo.run import rollout_backend, run_grpo
 from distill.rewards import RewardSpec
 from tests.distill.grpo_helpers import copy_task, tiny_policy

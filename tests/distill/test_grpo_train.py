@@ -10,7 +10,7 @@ import yaml
 
 from distill.grpo import DataSpec, DynamicSampling, GRPORecipe, PolicySpec
 from distill.grpo.dynamic import DynamicSamplingTrainer, concat_batches, informative_mask
-from distill.grpo.metrics import read_rows
+from distill.metrics import read_metrics as read_rows
 from distill.grpo.run import run_grpo
 from distill.rewards import RewardSpec
 from tests.distill.grpo_helpers import copy_task, tiny_policy
