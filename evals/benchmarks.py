@@ -241,14 +241,20 @@ def load_benchmark(name: str, path: str | None = None, *, field_map: dict | None
     return bench
 
 
-def _load_file(name: str, path: str | None, field_map: dict | None, seed: int) -> Benchmark:
-    schema = SCHEMAS[name]
+def benchmark_source(name: str, path: str | None) -> Path:
+    """The local file or datasets directory of a benchmark; nothing is ever downloaded."""
     if path is None:
         raise ValueError(f"benchmark {name!r} needs a path (a local file or datasets directory; "
                          "nothing is downloaded)")
     source = Path(path)
     if not source.exists():
         raise FileNotFoundError(f"{source}: no such file or directory (benchmark {name})")
+    return source
+
+
+def _load_file(name: str, path: str | None, field_map: dict | None, seed: int) -> Benchmark:
+    schema = SCHEMAS[name]
+    source = benchmark_source(name, path)
     columns = _columns(schema, field_map, name)
     problems, seen = [], set()
     for index, (where, row) in enumerate(read_rows(source)):
