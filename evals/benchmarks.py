@@ -131,10 +131,13 @@ KNOWN = (*SCHEMAS, "lcb", "humaneval", "mbpp", "synthetic:<task>")
 
 # ---------------------------------------------------------------- reading files
 
-def _read_rows(path: Path) -> list[tuple[str, dict]]:
-    """(location, row) pairs; the location names the file and the 1-based line or row."""
+def read_rows(path: Path, prefer_split: str = "test") -> list[tuple[str, dict]]:
+    """(location, row) pairs from .jsonl/.json/.parquet/.csv or a `datasets` save_to_disk dir (of
+    a DatasetDict: its only split, else `prefer_split`); the location names the file and the
+    1-based line or row. The one table reader of the suite (benchmarks, problems, SFT data)."""
+    path = Path(path)
     if path.is_dir():
-        return _read_hf_dir(path)
+        return _read_hf_dir(path, prefer_split)
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json"):
         try:
@@ -161,7 +164,7 @@ def _read_rows(path: Path) -> list[tuple[str, dict]]:
     if suffix == ".csv":
         with open(path, newline="", encoding="utf-8-sig") as f:  # GPQA's CSV has multi-line cells
             return [(f"{path}: row {i + 1}", dict(r)) for i, r in enumerate(csv.DictReader(f))]
-    raise ValueError(f"{path}: unsupported benchmark file type {suffix!r}; use .jsonl, .json, .parquet, "
+    raise ValueError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json, .parquet, "
                      ".csv or a datasets.save_to_disk directory")
 
 
@@ -171,7 +174,7 @@ def _as_dict(row, where: str) -> dict:
     return row
 
 
-def _read_hf_dir(path: Path) -> list[tuple[str, dict]]:
+def _read_hf_dir(path: Path, prefer_split: str) -> list[tuple[str, dict]]:
     import datasets
 
     try:
@@ -180,10 +183,10 @@ def _read_hf_dir(path: Path) -> list[tuple[str, dict]]:
         raise ValueError(f"{path}: not a datasets.save_to_disk directory ({e})") from None
     if isinstance(data, datasets.DatasetDict):
         splits = list(data)
-        if len(splits) != 1 and "test" not in data:
-            raise ValueError(f"{path}: a DatasetDict with splits {splits} and no 'test' split; "
-                             f"name one split directory ({path}/<split>)")
-        split = splits[0] if len(splits) == 1 else "test"
+        if len(splits) != 1 and prefer_split not in data:
+            raise ValueError(f"{path}: a DatasetDict with splits {splits} and no {prefer_split!r} "
+                             f"split; name one split directory ({path}/<split>)")
+        split = splits[0] if len(splits) == 1 else prefer_split
         data, path = data[split], path / split
     return [(f"{path}: row {i + 1}", r) for i, r in enumerate(data)]
 
@@ -238,17 +241,23 @@ def load_benchmark(name: str, path: str | None = None, *, field_map: dict | None
     return bench
 
 
-def _load_file(name: str, path: str | None, field_map: dict | None, seed: int) -> Benchmark:
-    schema = SCHEMAS[name]
+def benchmark_source(name: str, path: str | None) -> Path:
+    """The local file or datasets directory of a benchmark; nothing is ever downloaded."""
     if path is None:
         raise ValueError(f"benchmark {name!r} needs a path (a local file or datasets directory; "
                          "nothing is downloaded)")
     source = Path(path)
     if not source.exists():
         raise FileNotFoundError(f"{source}: no such file or directory (benchmark {name})")
+    return source
+
+
+def _load_file(name: str, path: str | None, field_map: dict | None, seed: int) -> Benchmark:
+    schema = SCHEMAS[name]
+    source = benchmark_source(name, path)
     columns = _columns(schema, field_map, name)
     problems, seen = [], set()
-    for index, (where, row) in enumerate(_read_rows(source)):
+    for index, (where, row) in enumerate(read_rows(source)):
         fields = {}
         for key, names in columns.items():
             column, value = _pick(row, names)

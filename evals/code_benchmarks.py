@@ -49,7 +49,6 @@ import json
 import pickle
 import warnings
 import zlib
-from pathlib import Path
 
 from evals.types import Benchmark, Problem
 
@@ -96,14 +95,9 @@ _REQUIRED = {"lcb": ("question", "public"), "humaneval": ("prompt", "entry_point
 
 
 def load_code_benchmark(name: str, path: str | None, field_map: dict | None = None) -> Benchmark:
-    from evals.benchmarks import _read_rows, _revision
+    from evals.benchmarks import _revision, benchmark_source, read_rows
 
-    if path is None:
-        raise ValueError(f"benchmark {name!r} needs a path (a local file or datasets directory; "
-                         "nothing is downloaded)")
-    source = Path(path)
-    if not source.exists():
-        raise FileNotFoundError(f"{source}: no such file or directory (benchmark {name})")
+    source = benchmark_source(name, path)
     columns = dict(_FIELDS[name])
     for key, column in (field_map or {}).items():
         if key not in columns:
@@ -112,7 +106,7 @@ def load_code_benchmark(name: str, path: str | None, field_map: dict | None = No
         columns[key] = (column,)
     make = {"lcb": _lcb, "humaneval": _humaneval, "mbpp": _mbpp}[name]
     problems, seen, skipped = [], set(), []
-    for index, (where, row) in enumerate(_read_rows(source)):
+    for index, (where, row) in enumerate(read_rows(source)):
         fields = {}
         for key, names in columns.items():
             value = next((row[n] for n in names if row.get(n) is not None), None)

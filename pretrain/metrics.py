@@ -31,11 +31,7 @@ class MetricsWriter:
             return
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        path = out / "metrics.jsonl"
-        if resume_step:  # drop rows past the checkpoint we resume from: they will be redone
-            rows = [r for r in _read_rows(path) if r.get("step", 0) <= resume_step]
-            path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        self.file = path.open("a")
+        self.file = open_metrics(out / "metrics.jsonl", resume_step if resume_step else None)
         from tqdm.auto import tqdm
         # In a log file (no TTY) a redrawn bar is one endless line: redraw every 30 s there.
         self.bar = tqdm(total=total_steps, initial=resume_step, desc="pretrain", unit="step",
@@ -55,7 +51,7 @@ class MetricsWriter:
     def log(self, row: dict) -> None:
         if not self.enabled:
             return
-        row = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+        row = finite_row(row)
         self.file.write(json.dumps(row) + "\n")
         self.file.flush()
         for kind, tracker in self.trackers:
@@ -87,7 +83,8 @@ class MetricsWriter:
             tracker.finish() if kind in ("wandb", "trackio") else tracker.close()
 
 
-def _read_rows(path: Path) -> list[dict]:
+def read_metrics(path: Path) -> list[dict]:
+    """The rows of a metrics.jsonl; a torn last line (a crash mid-write) ends the list."""
     if not path.is_file():
         return []
     rows = []
@@ -97,3 +94,18 @@ def _read_rows(path: Path) -> list[dict]:
         except json.JSONDecodeError:  # a torn last line from a crash
             break
     return rows
+
+
+def open_metrics(path: Path, keep_through_step: int | None):
+    """metrics.jsonl opened for appending. With `keep_through_step`, rows past that step (those
+    a resumed run will log again) and a torn last line are dropped first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if keep_through_step is not None:
+        rows = [r for r in read_metrics(path) if r.get("step", 0) <= keep_through_step]
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path.open("a")
+
+
+def finite_row(row: dict) -> dict:
+    """NaN/inf become null, so every line is strict JSON."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}

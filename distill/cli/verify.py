@@ -95,25 +95,12 @@ def _format(path) -> str:
 
 
 def read_rows(path) -> list[dict]:
+    """The input rows (JSONL or Parquet), errors naming file and line (evals.benchmarks.read_rows)."""
+    from evals.benchmarks import read_rows as read_table
+
     if not Path(path).exists():
         raise FileNotFoundError(f"{path}: no such file")
-    if _format(path) == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path).to_pylist()
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as e:
-                raise ValueError(f"{path}: line {line_no} is not valid JSON: {e}") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}: line {line_no} is a {type(row).__name__}, not an object")
-            rows.append(row)
-    return rows
+    return [row for _, row in read_table(Path(path))]
 
 
 def write_jsonl(tmp, rows: list[dict]) -> None:

@@ -142,11 +142,11 @@ def _gold_from_solution(text: str, where: str) -> str:
 
 def _from_file(source: Path, field_map: dict | None, kind: str | None,
                dedupe: bool) -> list[Problem]:
-    from evals.benchmarks import _read_rows  # the one reader of JSONL/Parquet/CSV/datasets dirs
+    from evals.benchmarks import read_rows  # the one reader of JSONL/Parquet/CSV/datasets dirs
 
     if not source.exists():
         raise FileNotFoundError(f"problems: {source}: no such file or directory")
-    rows = _read_rows(source)
+    rows = read_rows(source)
     if not rows:
         raise ValueError(f"{source}: no problems in the file")
     columns = _columns(rows[0][1], field_map, source)

@@ -9,7 +9,6 @@ instances into training conversations.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from dataclasses import dataclass
@@ -42,38 +41,16 @@ def split_reasoning(text: str) -> tuple[str | None, str]:
 
 
 def read_rows(path: str) -> list[dict]:
-    """Rows of a .jsonl/.json file, a .parquet file, or a `datasets` save_to_disk directory."""
-    p = Path(path)
-    if not p.exists():
+    """Rows of a .jsonl/.json/.parquet file or a `datasets` save_to_disk directory (its 'train'
+    split); errors name the file and line (evals.benchmarks.read_rows, the one table reader)."""
+    from evals.benchmarks import read_rows as read_table
+
+    if not Path(path).exists():
         raise FileNotFoundError(f"sft data {path}: no such file or directory")
-    if p.is_dir():
-        import datasets
-
-        try:
-            data = datasets.load_from_disk(str(p))
-        except FileNotFoundError as e:
-            raise ValueError(f"sft data {path}: not a `datasets` directory ({e})") from e
-        if isinstance(data, datasets.DatasetDict):
-            if "train" not in data:
-                raise ValueError(f"sft data {path}: dataset has no 'train' split ({list(data)})")
-            data = data["train"]
-        return list(data)
-    if p.suffix == ".parquet":
-        import datasets
-
-        return list(datasets.Dataset.from_parquet(str(p)))
-    rows = []
-    with p.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"sft data {path}: line {i}: invalid JSON ({e})") from e
-            if not isinstance(row, dict):
-                raise ValueError(f"sft data {path}: line {i}: expected a JSON object")
-            rows.append(row)
+    try:
+        rows = [row for _, row in read_table(Path(path), prefer_split="train")]
+    except ValueError as e:
+        raise ValueError(f"sft data: {e}") from None
     if not rows:
         raise ValueError(f"sft data {path}: no rows")
     return rows

@@ -19,7 +19,8 @@ from distill.sft.checks import check_model_tokens, check_tokenizer
 from distill.sft.config import SFTRecipe
 from distill.sft.data import load_sources
 from distill.sft.style import build_conversations
-from distill.sft.trainer import DistillSFTTrainer, ExpertBiasCallback, MetricsFileCallback
+from distill.metrics import MetricsCallback
+from distill.sft.trainer import DistillSFTTrainer, ExpertBiasCallback
 from distill.sft.trl_args import build_sft_config
 from model.checkpoint import atomic_write
 from recipes.config import save_config
@@ -159,7 +160,7 @@ def run_sft(cfg: SFTRecipe) -> Path:
         trainer = DistillSFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                                     processing_class=tok, peft_config=peft_config(cfg),
                                     mtp_loss_weight=cfg.mtp_loss_weight)
-        trainer.add_callback(MetricsFileCallback(out))
+        trainer.add_callback(MetricsCallback(out))
         trainer.add_callback(ExpertBiasCallback(trainer, cfg.bias_update_speed))
         trainer.train(resume_from_checkpoint=resume)
     return save_final(trainer, tok, cfg, out)

@@ -1,6 +1,6 @@
 """TRL's SFTTrainer with what our model adds: the MTP loss kept on during SFT, the routers'
 sequence-wise balance loss, the auxiliary-loss-free expert-bias update after each optimizer step,
-and metrics.jsonl in the run directory.
+(metrics.jsonl comes from distill.metrics).
 
 TRL computes the loss with its fused LM head, which runs only the backbone (`model.model`) and
 `lm_head`. With `mtp_loss_weight` set, the loss instead comes from our model's own forward
@@ -9,10 +9,6 @@ normalisation TRL uses), since the MTP modules need the backbone's pre-norm hidd
 """
 
 from __future__ import annotations
-
-import json
-import math
-from pathlib import Path
 
 from transformers import TrainerCallback
 from trl import SFTTrainer
@@ -78,38 +74,3 @@ class ExpertBiasCallback(TrainerCallback):
         stats = update_expert_bias(core, gamma)
         if stats is not None:
             self.trainer._metrics["train"]["maxvio"].append(stats.mean_max_violation)
-
-
-class MetricsFileCallback(TrainerCallback):
-    """Every log row into OUT/metrics.jsonl (main process), flushed per row; on resume, rows
-    past the checkpoint's step are dropped since they will be redone."""
-
-    def __init__(self, out_dir: Path):
-        self.path = Path(out_dir) / "metrics.jsonl"
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        rows = []
-        if self.path.is_file():
-            for line in self.path.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:  # a torn last line from a crash
-                    break
-                if row.get("step", 0) <= state.global_step:
-                    rows.append(row)
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not state.is_world_process_zero or not logs:
-            return
-        row = {"step": state.global_step, "epoch": state.epoch}
-        for key, value in logs.items():
-            if isinstance(value, float) and not math.isfinite(value):
-                value = None
-            row[key] = value
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()

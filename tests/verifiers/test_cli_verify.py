@@ -79,8 +79,8 @@ def test_missing_field_names_row_and_field(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content, message", [
-    ('{"completion": "x"}\nnot json\n', "line 2 is not valid JSON"),
-    ('[1, 2]\n', "line 1 is a list"),
+    ('{"completion": "x"}\nnot json\n', "line 2: invalid JSON"),
+    ("[1, 2]\n", "line 1: expected a JSON object, got list"),
 ])
 def test_bad_jsonl_is_a_clear_error(tmp_path, capsys, content, message):
     src = tmp_path / "in.jsonl"
