@@ -77,6 +77,7 @@ PY
 }
 
 corpus() {
+  rm -rf runs/h200-shards &&  # shards remember their corpus: a rewritten corpus needs new ones
   $PY -m pretrain.synthetic --out runs/h200-corpus.jsonl --docs $DOCS &&
   $PY -c "from pretrain.tokenizer import build_byte_tokenizer, save_tokenizer; save_tokenizer(build_byte_tokenizer(), 'runs/h200-tokenizer')" &&
   echo '{"part": "corpus", "rc": 0}'
