@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "distill.cli.serve",
     "distill.cli.filter",
     "distill.cli.run",
+    "distill.cli.sft",
 ]
 
 
