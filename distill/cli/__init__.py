@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "distill.cli.filter",
     "distill.cli.run",
     "distill.cli.sft",
+    "distill.cli.grpo",
 ]
 
 
