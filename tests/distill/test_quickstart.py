@@ -67,3 +67,27 @@ def test_shrunken_quickstart_end_to_end(tmp_path):
     # a second run finds every stage complete and runs nothing
     again = execute(make_plan(QUICKSTART, _sets(tmp_path)))
     assert all(o.status.startswith("skipped") for o in again)
+
+
+def test_sft_data_is_wired_from_the_one_filter_stage(tmp_path):
+    """sft's `data` (a list of sources) left unset gets one source: the filter's SFT set; with two
+    filter stages the recipe must choose."""
+    import yaml
+
+    recipe = yaml.safe_load(QUICKSTART.read_text())
+    recipe["run"]["stages"] = ["synth", "tokenizer", "pretrain.teacher", "pretrain.student",
+                               "generate", "filter", "sft"]
+    for name in ("filter.unfiltered", "sft.unfiltered", "grpo", "eval", "report"):
+        del recipe[name]
+    del recipe["sft"]["data"]
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    plan = make_plan(path, [f"run.root={tmp_path}"])
+    sources = plan.stage("sft").cfg.data
+    assert [s.path for s in sources] == [str(tmp_path / "quickstart" / "filter" / "sft.jsonl")]
+    assert "data[0].path <- ${filter}" in plan.stage("sft").wired
+    recipe["run"]["stages"].insert(6, "filter.unfiltered")
+    recipe["filter.unfiltered"] = {"inputs": ["${generate}"]}
+    path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(ValueError, match=r"sft.data\[\]?.*2 earlier stages"):
+        make_plan(path, [f"run.root={tmp_path}"])
