@@ -33,7 +33,7 @@ from sft_quality import filtered, sft_recipe, sh  # noqa: E402
 VARIANTS = {
     "acc": {"rewards": [{"name": "accuracy"}]},
     "acc_kimi": {"rewards": [{"name": "accuracy"}, {"name": "kimi", "weight": 1.0}]},
-    "acc_dyn": {"rewards": [{"name": "accuracy"}], "dynamic_sampling": {"enabled": True, "max_rounds": 3}},
+    "acc_dyn": {"rewards": [{"name": "accuracy"}], "dynamic_sampling": {"enabled": True, "max_rounds": 2}},
     "lcpo": {"rewards": [{"name": "lcpo_exact"}]},
 }
 
