@@ -246,11 +246,13 @@ def _wire(stage: Stage, raw: dict, sets: list[str], wiring: _Wiring) -> list[str
     sets = [_substitute_override(wiring, text) for text in sets]
     set_keys = {text.partition("=")[0].strip() for text in sets}
     for key, target in t.wiring.items():
-        plain = key.removesuffix("[]")
-        if _get(raw, plain) is None and plain not in set_keys:
+        plain, _, item_key = key.partition("[].")  # `data[].path`: a one-item list of mappings
+        plain = plain.removesuffix("[]")
+        if _get(raw, plain) is None and plain not in set_keys and not _set_under(plain, set_keys):
             value = wiring.default(key, target)
             if value is not None:
-                _set(raw, plain, [value] if key.endswith("[]") else value)
+                _set(raw, plain, [{item_key: value}] if item_key else
+                     [value] if key.endswith("[]") else value)
                 stage.wired_values.add(value)
     for key, sub in t.scratch.items():
         if _get(raw, key) is None and key not in set_keys:
@@ -291,6 +293,11 @@ def _load_stage(stage: Stage, data: dict, recipe: Path, sets: list[str],
         stage.cfg = cfg
         stage.digest = config_hash(t.kind, config_to_dict(cfg),
                                    [earlier[u].digest for u in stage.upstream])
+
+
+def _set_under(plain: str, set_keys: set[str]) -> bool:
+    """A `--set` names an item or field under `plain` (`data[0].path` under `data`)."""
+    return any(k.startswith(plain + "[") or k.startswith(plain + ".") for k in set_keys)
 
 
 def _substitute_override(wiring: _Wiring, text: str) -> str:

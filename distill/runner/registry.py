@@ -107,9 +107,8 @@ STAGES: dict[str, StageType] = {s.kind: s for s in [
               outputs={"": Output("final", "model")},
               inputs={"data.sources[]": "data", "data.tokenizer": "tokenizer", "init_from": "model"},
               wiring={"data.tokenizer": "tokenizer"}, scratch={"data.shard_dir": "shards"}),
-    # The four stages below are built on other branches. Their module paths, out_key, output
-    # files and input keys follow those branches' work in progress (issue-10 generate, issue-11
-    # filter, issue-13 grpo; sft is a guess) and must be checked when they merge.
+    # The four stages below: distill.generate (GenerateConfig), distill.filter (FilterConfig),
+    # distill.sft (SFTRecipe: model is a path, data a list of sources), distill.grpo (GRPORecipe).
     StageType("generate", "distill.generate:GenerateConfig", "distill.runner.adapters:generate",
               "teacher samples, k per problem", outputs={"": Output("samples", "samples")},
               inputs={"teacher.path": "model", "problems": "data"}),
@@ -119,10 +118,10 @@ STAGES: dict[str, StageType] = {s.kind: s for s in [
                        "rejected": Output("rejected.jsonl", "samples")},
               inputs={"inputs[]": "samples"}, wiring={"inputs[]": "generate"}),
     StageType("sft", "distill.sft:SFTRecipe", "distill.runner.adapters:sft",
-              "supervised fine-tuning of the student", out_key="output_dir",
+              "supervised fine-tuning of the student", out_key="out_dir",
               outputs={"": Output("final", "model")},
-              inputs={"model.path": "model", "data.path": "sft_data|samples"},
-              wiring={"data.path": "filter"}),
+              inputs={"model": "model", "tokenizer": "tokenizer|model", "data[].path": "sft_data|samples"},
+              wiring={"data[].path": "filter"}),
     StageType("grpo", "distill.grpo:GRPORecipe", "distill.runner.adapters:grpo",
               "GRPO with verifier and length rewards", out_key="output_dir",
               outputs={"": Output("final", "model")},

@@ -42,11 +42,14 @@ def format_seconds(s: float | None) -> str:
 
 
 def stage_times(run_dir: Path) -> list[tuple[str, float]]:
-    """(stage, wall seconds) for every finished stage under run_dir, in the order they finished."""
+    """(stage, wall seconds) for every finished stage under run_dir, in the order they finished;
+    outputs an earlier config left behind (`<stage>.prev`, state.set_aside) are not this run's."""
     from distill.runner.state import read_record
 
     found = []
     for marker in Path(run_dir).glob("*/_COMPLETE"):
+        if marker.parent.name.endswith(".prev"):
+            continue
         record = read_record(marker)
         if record is not None:
             found.append((record.get("finished_unix", 0.0), marker.parent.name, record.get("wall_s")))

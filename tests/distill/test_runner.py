@@ -229,7 +229,7 @@ def test_cli_dry_run_of_quickstart_names_absent_modules(capsys):
         pytest.skip("every stage module is present in this checkout")
     assert code == 2
     assert "needs module distill." in err and "(module not available in this checkout)" in err
-    assert "[4/11] pretrain.student (pretrain) - " in out
+    assert "[4/12] pretrain.student (pretrain) - " in out
 
 
 def test_base_recipe_is_not_modified(tmp_path, base):
