@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from distill.cli import main
@@ -30,12 +29,7 @@ PROBLEMS = [{"uid": "a", "q": "One plus one?", "gold": "2"},
 FIELD_MAP = {"problem": "q", "reference": "gold", "id": "uid"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ injected fault. Servers are real (uvicorn over HTTP): in a thread for the fast t
 `distillery serve` as a subprocess for the end-to-end ones (marked slow)."""
 
 import json
-import os
 import signal
 import threading
 import time
@@ -12,8 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
-import yaml
 
 from distill.generate import GenerateConfig, run_generate
 from distill.serve.app import Server, ServeConfig, create_app
@@ -28,12 +25,7 @@ PROBLEMS = [{"uid": f"q{i}", "q": f"What is {i} + 1?", "gold": str(i + 1)} for i
 FIELD_MAP = {"problem": "q", "reference": "gold", "id": "uid"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -29,14 +29,7 @@ QUESTIONS = {"p0": ("Half of one?", "\\frac{1}{2}"), "p1": ("Two plus two?", "4"
              "p2": ("Five times two?", "10")}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Decoding a tiny model is per-token overhead; two OpenMP threads on a shared 2-core machine
-    # spin against each other and run ~50x slower than one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -3,17 +3,11 @@ each row has its own seed, token limit and stop strings must give every row exac
 gives alone, and the token callback must see every emitted token in order."""
 
 import pytest
-import torch
 
 from model.engine import Engine
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 PROMPTS = [[5, 9, 2, 7], [11, 3], [8, 8, 1, 4, 6, 2, 13], [21]]
