@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sft_quality import filtered, sft_recipe, sh  # noqa: E402
+from sft_quality import base_and_teacher_samples, filtered, sft_recipe, sh  # noqa: E402
 
 VARIANTS = {
     "acc": {"rewards": [{"name": "accuracy"}]},
@@ -39,13 +39,7 @@ VARIANTS = {
 
 
 def student(out: Path, args) -> Path:
-    base = out / "base"
-    if not (base / "config.json").is_file():
-        sh("model", "init", "--config", "recipes/model/tiny.yaml", "--out", str(base))
-    raw = out / "teacher_samples.jsonl"
-    if not raw.is_file():
-        sh("data", "synth", "--task", args.task, "--n", str(args.n_train), "--split", "train",
-           "--difficulty", str(args.difficulty), "--style", "r1", "--error-rate", "0.4", "--out", str(raw))
+    base, raw = base_and_teacher_samples(out, args, error_rate=0.4)
     if not (out / "filtered.jsonl").is_file():
         filtered(raw, out / "filtered.jsonl")
     if not (out / "sft" / "final" / "config.json").is_file():

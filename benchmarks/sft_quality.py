@@ -69,6 +69,20 @@ def eval_recipe(out: Path, models: dict[str, Path], args) -> Path:
     return path
 
 
+def base_and_teacher_samples(out: Path, args, error_rate: float) -> tuple[Path, Path]:
+    """A random tiny student base and R1-style synthetic "teacher samples" with planted errors,
+    each made once under OUT and reused on a rerun."""
+    base = out / "base"
+    if not (base / "config.json").is_file():
+        sh("model", "init", "--config", "recipes/model/tiny.yaml", "--out", str(base))
+    raw = out / "teacher_samples.jsonl"
+    if not raw.is_file():
+        sh("data", "synth", "--task", args.task, "--n", str(args.n_train), "--split", "train",
+           "--difficulty", str(args.difficulty), "--style", "r1",
+           "--error-rate", str(error_rate), "--out", str(raw))
+    return base, raw
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/sft-quality")
@@ -85,14 +99,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    base = out / "base"
-    if not (base / "config.json").is_file():
-        sh("model", "init", "--config", "recipes/model/tiny.yaml", "--out", str(base))
-    raw = out / "teacher_samples.jsonl"
-    if not raw.is_file():
-        sh("data", "synth", "--task", args.task, "--n", str(args.n_train), "--split", "train",
-           "--difficulty", str(args.difficulty), "--style", "r1",
-           "--error-rate", str(args.error_rate), "--out", str(raw))
+    base, raw = base_and_teacher_samples(out, args, args.error_rate)
     kept, total = filtered(raw, out / "filtered.jsonl")
     models = {"base": base}
     for name, data in (("sft_filtered", out / "filtered.jsonl"), ("sft_unfiltered", raw)):
