@@ -240,3 +240,9 @@ def short_solution(problem: Problem) -> str:
     values = step_values(steps)
     work = "; ".join(calc(s["op"], step_args(steps, values, i), values[i]) for i, s in enumerate(steps))
     return f"{work}. The answer is \\boxed{{{fmt_latex(values[-1])}}}."
+
+
+def answer_solution(problem: Problem) -> str:
+    """"The answer is \\boxed{33}." (deterministic): the answer without working, the reply of a
+    model that answers at once; a student pretrained on it must learn the working elsewhere."""
+    return f"The answer is \\boxed{{{fmt_latex(step_values(problem.meta['steps'])[-1])}}}."

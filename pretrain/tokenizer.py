@@ -20,6 +20,7 @@ section 2.1).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -111,6 +112,20 @@ def wrap_tokenizer(tok: Tokenizer, model_max_length: int | None = None) -> PreTr
 def build_byte_tokenizer() -> PreTrainedTokenizerFast:
     """The byte-level tokenizer: 256 byte ids, then the special tokens (264 tokens in all)."""
     return wrap_tokenizer(_byte_level_tokenizer())
+
+
+@functools.lru_cache(maxsize=1)
+def _template_renderer() -> PreTrainedTokenizerFast:
+    return build_byte_tokenizer()
+
+
+def chat_text(messages: list[dict]) -> str:
+    """A conversation as one pretraining document: CHAT_TEMPLATE's rendering without the leading
+    bos and trailing eos, which the shard builder puts around every document. A model pretrained on
+    such documents has seen the prompt that a chat-templated eval or generate sends, token for
+    token (every tokenizer built here shares the template and the role tokens)."""
+    text = _template_renderer().apply_chat_template(messages, tokenize=False)
+    return text.removeprefix(BOS).removesuffix(EOS)
 
 
 def save_tokenizer(tok: PreTrainedTokenizerFast, directory: str | Path) -> Path:

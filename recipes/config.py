@@ -245,8 +245,10 @@ def _coerce_sequence(tp, value, keypath, origins, fail):
     if not isinstance(value, (list, tuple)):
         raise fail(_type_name(tp))
     args = typing.get_args(tp)
-    if origin is tuple and args and args[1:] != (Ellipsis,):
-        raise TypeError(f"recipes.config supports tuple[X, ...] only, not {tp!r}")
+    if origin is tuple and args and args[1:] != (Ellipsis,):  # fixed length: tuple[float, float]
+        if len(value) != len(args):
+            raise fail(f"{len(args)} items ({_type_name(tp)})")
+        return tuple(_coerce(t, v, f"{keypath}[{i}]", origins) for i, (t, v) in enumerate(zip(args, value)))
     item_type = args[0] if args else Any
     items = [_coerce(item_type, v, f"{keypath}[{i}]", origins) for i, v in enumerate(value)]
     return tuple(items) if origin is tuple else items

@@ -1,14 +1,18 @@
 """`distillery data synth`: synthetic problems (evals/tasks.py) as JSONL, optionally with solutions.
 
     distillery data synth --task arithmetic --n 1000 --split train --seed 0 --out data/arith.jsonl \\
-        [--difficulty 2] [--style r1|short|none] [--error-rate 0.1]
+        [--difficulty 2] [--style r1|short|answer|none] [--error-rate 0.1]
 
 One row per problem: id, problem_id, question, reference (LaTeX gold), kind ("math"), task, split,
-seed, difficulty, style, meta (the worked steps and family extras). With a style, `text` is the
-user prompt (MATH_PROMPT with the question, the message `distillery eval` sends) + "\\n" + the
-solution, which the pretraining corpus reader takes as one document; `r1` rows also carry
-`messages` ([user, assistant] chat turns for SFT), `answer` (the LaTeX the trace boxes) and
-`planted_error` (whether `--error-rate` made that trace wrong). The file is written to a temp
+seed, difficulty, style, meta (the worked steps and family extras). With a style, `messages` holds
+the [user, assistant] chat turns (the user turn is MATH_PROMPT with the question, the message
+`distillery eval` sends; the assistant turn is the solution), and `text` is that conversation in
+the chat template's layout (`<|user|>prompt\\n<|assistant|>solution`, pretrain/tokenizer.py
+`chat_text`), which the pretraining corpus reader takes as one document: a model pretrained on it
+has seen the exact prompt that `eval` and `generate` send with `chat_template: true`. Styles: `r1`
+a `<think>` trace then the worked answer, `short` the worked answer alone, `answer` only the boxed
+answer (a model that answers without working). `r1` rows also carry `answer` (the LaTeX the trace
+boxes) and `planted_error` (whether `--error-rate` made that trace wrong). The file is written to a temp
 file and renamed, so a killed run leaves no partial output.
 """
 
@@ -22,7 +26,7 @@ from distill.cli import add_group
 from distill.cli.verify import write_jsonl
 from model.checkpoint import atomic_write
 
-STYLES = ("r1", "short", "none")
+STYLES = ("r1", "short", "answer", "none")
 
 
 def register(subparsers) -> None:
@@ -36,7 +40,8 @@ def register(subparsers) -> None:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--difficulty", type=int, default=2, help="1..5: more steps, bigger numbers")
     synth.add_argument("--style", choices=STYLES, default="none",
-                       help="r1: <think> trace + boxed answer; short: worked answer; none: problems only")
+                       help="r1: <think> trace + worked answer; short: worked answer; answer: the boxed "
+                            "answer alone; none: problems only")
     synth.add_argument("--error-rate", type=float, default=0.0,
                        help="r1 only: fraction of traces with a planted wrong step (wrong final answer)")
     synth.add_argument("--out", required=True, help="output .jsonl file")
@@ -46,9 +51,10 @@ def register(subparsers) -> None:
 def synth_rows(task: str, n: int, split: str, seed: int, difficulty: int, style: str,
                error_rate: float = 0.0) -> list[dict]:
     """The rows `distillery data synth` writes (see the module docstring)."""
-    from evals.solutions import r1_trace, short_solution
+    from evals.solutions import answer_solution, r1_trace, short_solution
     from evals.tasks import generate
     from evals.types import MATH_PROMPT
+    from pretrain.tokenizer import chat_text
 
     if style not in STYLES:
         raise ValueError(f"--style must be one of {STYLES}, got {style!r}")
@@ -66,12 +72,14 @@ def synth_rows(task: str, n: int, split: str, seed: int, difficulty: int, style:
         if style == "r1":
             planted = rng.random() < error_rate
             solution, boxed = r1_trace(p, rng, planted)
-            messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": solution}]
-            row.update(messages=messages, answer=boxed, planted_error=planted)
+            row.update(answer=boxed, planted_error=planted)
         elif style == "short":
             solution = short_solution(p)
+        elif style == "answer":
+            solution = answer_solution(p)
         if style != "none":
-            row["text"] = f"{prompt}\n{solution}"
+            messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": solution}]
+            row.update(messages=messages, text=chat_text(messages))
         row["meta"] = p.meta
         rows.append(row)
     return rows

@@ -152,7 +152,9 @@ def test_data_synth_command(tmp_path, capsys):
         user, assistant = r["messages"]
         assert user["role"] == "user" and user["content"].startswith(r["question"])
         assert "\\boxed{}" in user["content"]
-        assert assistant["role"] == "assistant" and r["text"] == f"{user['content']}\n{assistant['content']}"
+        # the pretraining document is the conversation as the chat template lays it out
+        assert assistant["role"] == "assistant"
+        assert r["text"] == f"<|user|>{user['content']}\n<|assistant|>{assistant['content']}"
         assert verify("math", assistant["content"], r["reference"]).correct != r["planted_error"]
     assert 0 < sum(r["planted_error"] for r in rows) < 30
     first = out.read_bytes()
@@ -164,8 +166,13 @@ def test_data_synth_command(tmp_path, capsys):
                  "--out", str(short), "--style", "short", "--error-rate", "0.5"]) == 0
     assert "ignored" in capsys.readouterr().err
     for r in _rows(short):
-        assert r["split"] == "test" and "messages" not in r
+        assert r["split"] == "test" and r["messages"][1]["content"] in r["text"]
         assert r["text"].endswith(f"\\boxed{{{r['reference']}}}.")
+    answer = tmp_path / "answer.jsonl"
+    assert main(["data", "synth", "--task", "arithmetic", "--n", "5", "--difficulty", "1",
+                 "--out", str(answer), "--style", "answer"]) == 0
+    for r in _rows(answer):  # the boxed answer, no working
+        assert r["messages"][1]["content"] == f"The answer is \\boxed{{{r['reference']}}}."
     plain = tmp_path / "plain.jsonl"
     assert main(["data", "synth", "--task", "modular", "--n", "4", "--out", str(plain)]) == 0
     assert all("text" not in r and r["split"] == "train" for r in _rows(plain))

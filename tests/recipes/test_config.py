@@ -256,3 +256,17 @@ def test_save_load_round_trip(tmp_path):
     again = load_config(Stage, out)
     assert config_to_dict(again) == config_to_dict(cfg)
     assert again.optim == cfg.optim and again.model == cfg.model and again.out_dir == cfg.out_dir
+
+
+def test_fixed_length_tuple_round_trips_and_checks_its_length(tmp_path):
+    # pretrain's OptimConfig.betas is tuple[float, float]: the resolved config a stage saves must
+    # load back (it did not: "supports tuple[X, ...] only")
+    from pretrain.config import OptimConfig
+
+    saved = tmp_path / "optim.yaml"
+    save_config(OptimConfig(betas=(0.8, 0.99)), saved)
+    assert load_config(OptimConfig, saved).betas == (0.8, 0.99)
+    with pytest.raises(ConfigError, match="betas"):
+        load_config(OptimConfig, write(tmp_path, "betas: [0.9, 0.95, 0.99]\n"))
+    with pytest.raises(ConfigError, match=r"betas\[1\]"):
+        load_config(OptimConfig, write(tmp_path, "betas: [0.9, fast]\n"))
