@@ -36,17 +36,27 @@ def _op(v: Fraction, first: bool = False, group: bool = False) -> str:
     return f"({s})" if (v < 0 and not first) or (group and v.denominator > 1) else s
 
 
+def operation(op: str, args: list[Fraction]) -> str:
+    """One +, -, *, / or mod step's operation as written, without its result: "12 - (-5)"."""
+    a, b = args[0], args[1]
+    if op == "mod":
+        return f"{fmt_plain(a)} mod {fmt_plain(b)}"
+    if op == "mulmod":
+        raise ValueError("a mulmod step is two operations; it has no single rendering")
+    group = op in "*/"
+    return f"{_op(a, True, group)} {_SYM[op]} {_op(b, False, group)}"
+
+
 def calc(op: str, args: list[Fraction], r: Fraction) -> str:
     """The rendered computation of one step, ending in its (possibly wrong) result."""
     a, b = args[0], args[1]
     if op == "mod":
-        return f"{fmt_plain(a)} mod {fmt_plain(b)} = {fmt_plain(r)}"
+        return f"{operation(op, args)} = {fmt_plain(r)}"
     if op == "mulmod":
         p = a * b
         a, b, p, m, r = map(fmt_plain, (a, b, p, args[2], r))
         return f"{a} * {b} = {p}, and {p} mod {m} = {r}"
-    group = op in "*/"
-    head = f"{_op(a, True, group)} {_SYM[op]} {_op(b, False, group)}"
+    head = operation(op, args)
     mid = ""
     if op in "+-" and (a.denominator > 1 or b.denominator > 1) and a.denominator != b.denominator:
         lcd = math.lcm(a.denominator, b.denominator)
@@ -118,6 +128,8 @@ _OPEN = ["Okay, let's see.", "Alright, let me work through this.", "Let me think
 _PLAN = {
     "arithmetic": ["I'll follow the order of operations: parentheses first, then multiplication, then "
                    "addition and subtraction from left to right.", "Let me evaluate it piece by piece."],
+    "chain": ["I'll add and subtract from left to right, keeping a running total.",
+              "Let me keep a running total, one number at a time."],
     "linear": ["I'll isolate {v} one operation at a time.", "The idea is to undo each operation on {v}."],
     "word": ["Let me break it into smaller steps.", "Let me figure out the quantities one at a time."],
     "fractions": ["I'll combine the fractions one operation at a time, using common denominators.",
@@ -133,7 +145,7 @@ def _statement(problem: Problem) -> str:
     m = problem.meta
     if m["task"] == "linear":
         return f"I need to solve {m['equation']} for {m['var']}."
-    if m["task"] == "arithmetic":
+    if m["task"] in ("arithmetic", "chain"):
         return f"I need to evaluate {m['expression']}."
     if m["task"] == "fractions":
         return f"I need to evaluate ${m['expression']}$."
@@ -246,3 +258,13 @@ def answer_solution(problem: Problem) -> str:
     """"The answer is \\boxed{33}." (deterministic): the answer without working, the reply of a
     model that answers at once; a student pretrained on it must learn the working elsewhere."""
     return f"The answer is \\boxed{{{fmt_latex(step_values(problem.meta['steps'])[-1])}}}."
+
+
+def step_problems(problem: Problem) -> list[tuple[str, str]]:
+    """Each step of the worked solution as its own one-operation question and LaTeX answer:
+    [("What is 3 + 4?", "7"), ("What is 7 - 2?", "5")]. The facts a problem's working rests on,
+    without the chaining (mulmod steps, two operations each, are left out)."""
+    steps = problem.meta["steps"]
+    values = step_values(steps)
+    return [(f"What is {operation(s['op'], step_args(steps, values, i))}?", fmt_latex(values[i]))
+            for i, s in enumerate(steps) if s["op"] != "mulmod"]

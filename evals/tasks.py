@@ -2,7 +2,8 @@
 
     generate(task, n, split="train", seed=0, difficulty=2) -> list[Problem]
 
-Families (TASKS): "arithmetic" (multi-step integer +, -, * with parentheses), "linear" (one
+Families (TASKS): "arithmetic" (multi-step integer +, -, * with parentheses), "chain" (a running
+sum of small numbers, left to right: few distinct steps, long chains), "linear" (one
 unknown, one to three steps), "word" (GSM-style templates: prices, rates, sharing, ages),
 "fractions" (answers as reduced LaTeX `\\frac{a}{b}`, or an integer when whole), "modular"
 ((a*b + c) mod m and a^b mod m by repeated squaring). Difficulty runs 1..5 and grows the number
@@ -376,8 +377,26 @@ def _word(rng: random.Random, d: int) -> Candidate:
 _WORD_STEPS = {"share": 2, "workers": 2, "savings": 2, "ages": 3, "bakery": 3, "train": 3,
                "change": 4, "discount": 4, "wages": 5}
 
+def _chain(rng: random.Random, d: int) -> Candidate:
+    """A running sum of small numbers, left to right: 3 + 4 - 2 + 5. Each step is one entry of a
+    small table (a partial sum plus or minus a number up to `hi`, a few hundred facts at
+    difficulty 1), while answering at once needs the whole chain in one pass: the family where
+    working step by step pays most for a small model (the quickstart's task)."""
+    hi, n_ops = ((5, 3), (6, 4), (9, 4), (9, 6), (20, 6))[d - 1]
+    nums = [rng.randint(1, hi) for _ in range(n_ops + 1)]
+    ops = [rng.choice("+-") for _ in range(n_ops)]
+    S = _Steps()
+    ref: str | int = nums[0]
+    for op, x in zip(ops, nums[1:]):
+        ref = S(op, ref, x)
+    expr = " ".join([str(nums[0])] + [f"{op} {x}" for op, x in zip(ops, nums[1:])])
+    ask = rng.choice(["Compute {e}.", "What is {e}?", "Evaluate {e}.", "Find the value of {e}."])
+    return Candidate(expr, ask.format(e=expr), S, {"expression": expr})
+
+
 TASKS: dict[str, Callable[[random.Random, int], Candidate]] = {
     "arithmetic": _arithmetic,
+    "chain": _chain,
     "linear": _linear,
     "word": _word,
     "fractions": _fractions,

@@ -11,7 +11,9 @@ the chat template's layout (`<|user|>prompt\\n<|assistant|>solution`, pretrain/t
 `chat_text`), which the pretraining corpus reader takes as one document: a model pretrained on it
 has seen the exact prompt that `eval` and `generate` send with `chat_template: true`. Styles: `r1`
 a `<think>` trace then the worked answer, `short` the worked answer alone, `answer` only the boxed
-answer (a model that answers without working). `r1` rows also carry `answer` (the LaTeX the trace
+answer (a model that answers without working), `steps` one row per step of the worked solution,
+asked as its own one-operation question and answered alone (the facts the working rests on,
+without the chaining; `question`/`reference` are the step's). `r1` rows also carry `answer` (the LaTeX the trace
 boxes) and `planted_error` (whether `--error-rate` made that trace wrong). The file is written to a temp
 file and renamed, so a killed run leaves no partial output.
 """
@@ -26,7 +28,7 @@ from distill.cli import add_group
 from distill.cli.verify import write_jsonl
 from model.checkpoint import atomic_write
 
-STYLES = ("r1", "short", "answer", "none")
+STYLES = ("r1", "short", "answer", "steps", "none")
 
 
 def register(subparsers) -> None:
@@ -51,7 +53,7 @@ def register(subparsers) -> None:
 def synth_rows(task: str, n: int, split: str, seed: int, difficulty: int, style: str,
                error_rate: float = 0.0) -> list[dict]:
     """The rows `distillery data synth` writes (see the module docstring)."""
-    from evals.solutions import answer_solution, r1_trace, short_solution
+    from evals.solutions import answer_solution, r1_trace, short_solution, step_problems
     from evals.tasks import generate
     from evals.types import MATH_PROMPT
     from pretrain.tokenizer import chat_text
@@ -77,6 +79,13 @@ def synth_rows(task: str, n: int, split: str, seed: int, difficulty: int, style:
             solution = short_solution(p)
         elif style == "answer":
             solution = answer_solution(p)
+        if style == "steps":  # one row per step: the facts, not how they chain
+            for i, (question, answer) in enumerate(step_problems(p)):
+                messages = [{"role": "user", "content": MATH_PROMPT.format(question=question)},
+                            {"role": "assistant", "content": f"The answer is \\boxed{{{answer}}}."}]
+                rows.append({**row, "id": f"{row['id']}/{i}", "question": question, "reference": answer,
+                             "messages": messages, "text": chat_text(messages)})
+            continue
         if style != "none":
             messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": solution}]
             row.update(messages=messages, text=chat_text(messages))

@@ -26,7 +26,7 @@ class SynthSet:
     split: Literal["train", "test"] = "train"
     seed: int = 0
     difficulty: int = 2
-    style: Literal["r1", "short", "answer", "none"] = "none"
+    style: Literal["r1", "short", "answer", "steps", "none"] = "none"
     error_rate: float = 0.0
 
     def __post_init__(self):

@@ -185,3 +185,25 @@ def test_data_synth_bad_input(tmp_path, capsys):
     assert main(["data", "synth", "--task", "linear", "--n", "3", "--out", str(out), "--style", "r1",
                  "--error-rate", "2"]) == 2
     assert "--error-rate" in capsys.readouterr().err and not out.exists()
+
+
+def test_chain_answers_are_the_expression_and_steps_are_its_running_sums():
+    # independent reference: Python evaluates the expression text left to right
+    for p in generate("chain", 200, "test", 0, 1):
+        expr = p.meta["expression"]
+        assert p.reference == str(eval(expr))  # noqa: S307 (digits, + and - only)
+        assert len(p.meta["steps"]) == 3 and all(1 <= int(t) <= 5 for t in expr.split()[::2])
+
+
+def test_steps_style_asks_each_step_alone(tmp_path):
+    out = tmp_path / "steps.jsonl"
+    assert main(["data", "synth", "--task", "arithmetic", "--n", "6", "--difficulty", "1",
+                 "--out", str(out), "--style", "steps"]) == 0
+    rows = _rows(out)
+    problems = generate("arithmetic", 6, "train", 0, 1)
+    assert len(rows) == sum(len(p.meta["steps"]) for p in problems)
+    for r in rows:
+        expr = r["question"].removeprefix("What is ").removesuffix("?")
+        assert str(eval(expr)) == r["reference"]  # noqa: S307
+        assert r["messages"][1]["content"] == f"The answer is \\boxed{{{r['reference']}}}."
+    assert len({r["id"] for r in rows}) == len(rows)
