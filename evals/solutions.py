@@ -228,12 +228,13 @@ def r1_trace(problem: Problem, rng: random.Random, plant_error: bool) -> tuple[s
     parts.append(rng.choice(["So the answer is {a}.", "Therefore the result is {a}.", "That gives {a}."])
                  .format(a=fmt_plain(final)))
     boxed = fmt_latex(final)
-    answer = [f"**Answer:** \\boxed{{{boxed}}}", f"The answer is $\\boxed{{{boxed}}}$."]
-    if n <= 5:  # a recap of the work, as R1's summaries do; long chains get just the answer
+    if n <= 5:  # a recap of the work, as R1's summaries do, so the answer alone is a worked solution
         summary = "; ".join(calc(s["op"], step_args(steps, values, i), values[i])
                             for i, s in enumerate(steps))
-        answer += [f"{summary}.\n\nThe answer is $\\boxed{{{boxed}}}$.",
-                   f"Working step by step: {summary}.\n\nTherefore, the final answer is \\boxed{{{boxed}}}."]
+        answer = [f"{summary}.\n\nThe answer is $\\boxed{{{boxed}}}$.",
+                  f"Working step by step: {summary}.\n\nTherefore, the final answer is \\boxed{{{boxed}}}."]
+    else:  # long chains get just the answer
+        answer = [f"**Answer:** \\boxed{{{boxed}}}", f"The answer is $\\boxed{{{boxed}}}$."]
     answer = rng.choice(answer)
     return "<think>\n" + "\n\n".join(parts) + "\n</think>\n\n" + answer, boxed
 
@@ -260,11 +261,17 @@ def answer_solution(problem: Problem) -> str:
     return f"The answer is \\boxed{{{fmt_latex(step_values(problem.meta['steps'])[-1])}}}."
 
 
-def step_problems(problem: Problem) -> list[tuple[str, str]]:
-    """Each step of the worked solution as its own one-operation question and LaTeX answer:
-    [("What is 3 + 4?", "7"), ("What is 7 - 2?", "5")]. The facts a problem's working rests on,
-    without the chaining (mulmod steps, two operations each, are left out)."""
+def step_problems(problem: Problem) -> list[tuple[str, str, str]]:
+    """Each step of the worked solution as its own one-operation question, its one-line working
+    and its LaTeX answer: [("What is 3 + 4?", "3 + 4 = 7", "7"), ...]. The facts a problem's
+    working rests on, written as the working writes them, without the chaining (mulmod steps,
+    two operations each, are left out)."""
     steps = problem.meta["steps"]
     values = step_values(steps)
-    return [(f"What is {operation(s['op'], step_args(steps, values, i))}?", fmt_latex(values[i]))
-            for i, s in enumerate(steps) if s["op"] != "mulmod"]
+    out = []
+    for i, s in enumerate(steps):
+        if s["op"] != "mulmod":
+            args = step_args(steps, values, i)
+            out.append((f"What is {operation(s['op'], args)}?", calc(s["op"], args, values[i]),
+                        fmt_latex(values[i])))
+    return out

@@ -12,7 +12,8 @@ the chat template's layout (`<|user|>prompt\\n<|assistant|>solution`, pretrain/t
 has seen the exact prompt that `eval` and `generate` send with `chat_template: true`. Styles: `r1`
 a `<think>` trace then the worked answer, `short` the worked answer alone, `answer` only the boxed
 answer (a model that answers without working), `steps` one row per step of the worked solution,
-asked as its own one-operation question and answered alone (the facts the working rests on,
+asked as its own one-operation question and answered with that step's working line ("3 - 2 = 1.
+The answer is \\boxed{1}.": the facts the working rests on, written as the working writes them,
 without the chaining; `question`/`reference` are the step's). `r1` rows also carry `answer` (the LaTeX the trace
 boxes) and `planted_error` (whether `--error-rate` made that trace wrong). The file is written to a temp
 file and renamed, so a killed run leaves no partial output.
@@ -80,9 +81,10 @@ def synth_rows(task: str, n: int, split: str, seed: int, difficulty: int, style:
         elif style == "answer":
             solution = answer_solution(p)
         if style == "steps":  # one row per step: the facts, not how they chain
-            for i, (question, answer) in enumerate(step_problems(p)):
+            for i, (question, working, answer) in enumerate(step_problems(p)):
+                reply = f"{working}. The answer is \\boxed{{{answer}}}."
                 messages = [{"role": "user", "content": MATH_PROMPT.format(question=question)},
-                            {"role": "assistant", "content": f"The answer is \\boxed{{{answer}}}."}]
+                            {"role": "assistant", "content": reply}]
                 rows.append({**row, "id": f"{row['id']}/{i}", "question": question, "reference": answer,
                              "messages": messages, "text": chat_text(messages)})
             continue

@@ -205,5 +205,5 @@ def test_steps_style_asks_each_step_alone(tmp_path):
     for r in rows:
         expr = r["question"].removeprefix("What is ").removesuffix("?")
         assert str(eval(expr)) == r["reference"]  # noqa: S307
-        assert r["messages"][1]["content"] == f"The answer is \\boxed{{{r['reference']}}}."
+        assert r["messages"][1]["content"] == f"{expr} = {r['reference']}. The answer is \\boxed{{{r['reference']}}}."
     assert len({r["id"] for r in rows}) == len(rows)
