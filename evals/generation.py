@@ -200,7 +200,7 @@ class EngineGenerator(_LocalGenerator):
         if use_mtp and not model.config.num_nextn_predict_layers:
             raise ValueError(f"{self.path}: use_mtp needs a checkpoint with MTP modules "
                              "(num_nextn_predict_layers > 0)")
-        self.engine = Engine(model.eval(), self.tokenizer)
+        self.engine = Engine(model.eval(), self.tokenizer, batch_size=self.batch_size)
         self.thread_choice = self.engine.thread_choice
         self.use_mtp = use_mtp
 

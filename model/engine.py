@@ -147,13 +147,14 @@ class _Batch:
 
 class Engine:
     """threads: "auto" applies `model.threads.apply_thread_rule` once (CPU only) for this model's
-    decode work; an int sets it; None leaves torch's setting alone.
+    decode work at `batch_size` rows per step (2 x active parameters x rows FLOPs); an int sets
+    it; None leaves torch's setting alone.
 
     cuda_graphs: run plain (non-MTP) decode steps at static shapes, replayed as CUDA graphs on
     a GPU (model/decode_graph.py); on CPU the static-shape step runs eagerly. Off by default."""
 
     def __init__(self, model, tokenizer=None, threads: int | str | None = "auto",
-                 cuda_graphs: bool = False):
+                 cuda_graphs: bool = False, batch_size: int = 1):
         from model.decode_graph import GraphedDecodeStep
 
         self.model, self.tokenizer = model, tokenizer
@@ -161,16 +162,17 @@ class Engine:
         self.graphed = GraphedDecodeStep(self) if cuda_graphs else None
         self.thread_choice = None  # the ThreadChoice made by "auto" (for the commands to show)
         if threads is not None and self.device.type == "cpu":
-            self._set_threads(threads)
+            self._set_threads(threads, batch_size)
 
-    def _set_threads(self, threads: int | str) -> None:
+    def _set_threads(self, threads: int | str, batch_size: int = 1) -> None:
         from model.threads import apply_thread_rule
 
         if threads == "auto":
             from model.accounting import account
 
             active = account(self.config).active_params  # top-k routed experts, no MTP
-            self.thread_choice = apply_thread_rule(2.0 * active, where="engine decode")
+            self.thread_choice = apply_thread_rule(2.0 * active * max(1, batch_size),
+                                                   where="engine decode")
         elif isinstance(threads, int) and threads >= 1:
             torch.set_num_threads(threads)
         else:

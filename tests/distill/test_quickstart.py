@@ -21,6 +21,7 @@ QUICKSTART = REPO / "recipes" / "quickstart.yaml"
 SFT_TRL = "{max_steps: 2, per_device_train_batch_size: 4, save_steps: 2, max_length: 2048}"
 TINY = [
     "synth.sets.teacher_traces.n=120", "synth.sets.student_answers.n=120", "synth.sets.problems.n=8",
+    "synth.sets.teacher_facts.n=40", "synth.sets.student_facts.n=40",
     "tokenizer.vocab_size=300",
     *[f"pretrain.{m}.{k}" for m in ("teacher", "student") for k in (
         "model.vocab_size=300", "train.max_steps=3", "train.eval_every=3", "train.save_every=3",
@@ -29,10 +30,10 @@ TINY = [
     'sft.data=[{path: "${synth.teacher_traces}", max_samples: 16}]',
     'sft.unfiltered.data=[{path: "${synth.teacher_traces}", max_samples: 16}]',
     f"sft.trl={SFT_TRL}", f"sft.unfiltered.trl={SFT_TRL}",
-    "grpo.data.path=synthetic:arithmetic?n=4&split=train&seed=3&difficulty=1",
+    "grpo.data.path=synthetic:chain?n=4&split=train&seed=3&difficulty=1",
     "grpo.trainer={max_steps: 1, per_device_train_batch_size: 4, num_generations: 2, "
     "max_completion_length: 8, save_steps: 1}",
-    'eval.benchmarks=[{name: "synthetic:arithmetic?n=3&split=test&difficulty=1", k: 2}]',
+    'eval.benchmarks=[{name: "synthetic:chain?n=3&split=test&difficulty=1", k: 2}]',
     "eval.sampling.max_new_tokens=16",
 ]
 MODELS = ["student-base", "student-sft", "student-sft-unfiltered", "student-grpo", "teacher"]
