@@ -258,7 +258,7 @@ def short_solution(problem: Problem) -> str:
 def answer_solution(problem: Problem) -> str:
     """"The answer is \\boxed{33}." (deterministic): the answer without working, the reply of a
     model that answers at once; a student pretrained on it must learn the working elsewhere."""
-    return f"The answer is \\boxed{{{fmt_latex(step_values(problem.meta['steps'])[-1])}}}."
+    return f"The answer is \\boxed{{{problem.reference}}}."
 
 
 def step_problems(problem: Problem) -> list[tuple[str, str, str]]:

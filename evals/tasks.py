@@ -377,6 +377,7 @@ def _word(rng: random.Random, d: int) -> Candidate:
 _WORD_STEPS = {"share": 2, "workers": 2, "savings": 2, "ages": 3, "bakery": 3, "train": 3,
                "change": 4, "discount": 4, "wages": 5}
 
+
 def _chain(rng: random.Random, d: int) -> Candidate:
     """A running sum of small numbers, left to right: 3 + 4 - 2 + 5. Each step is one entry of a
     small table (a partial sum plus or minus a number up to `hi`, a few hundred facts at

@@ -14,9 +14,9 @@ a `<think>` trace then the worked answer, `short` the worked answer alone, `answ
 answer (a model that answers without working), `steps` one row per step of the worked solution,
 asked as its own one-operation question and answered with that step's working line ("3 - 2 = 1.
 The answer is \\boxed{1}.": the facts the working rests on, written as the working writes them,
-without the chaining; `question`/`reference` are the step's). `r1` rows also carry `answer` (the LaTeX the trace
-boxes) and `planted_error` (whether `--error-rate` made that trace wrong). The file is written to a temp
-file and renamed, so a killed run leaves no partial output.
+without the chaining; `question`/`reference` are the step's). `r1` rows also carry `answer` (the
+LaTeX the trace boxes) and `planted_error` (whether `--error-rate` made that trace wrong). The
+file is written to a temp file and renamed, so a killed run leaves no partial output.
 """
 
 from __future__ import annotations

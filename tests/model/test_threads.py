@@ -107,7 +107,6 @@ def test_engine_applies_the_rule(monkeypatch, make_model):
     assert torch.get_num_threads() == 1
 
 
-
 def test_engine_rule_counts_the_rows_decoded_per_step(monkeypatch, make_model):
     # a batch of rows is that many times the work per decode step: a batch that pays for a
     # second thread gets it (measured: 1.6x faster generate at batch 256 with 2 threads vs 1)
